@@ -1,0 +1,80 @@
+"""The packaging files agree with each other and with the README."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+# conda names where they differ from PyPI's
+CONDA_TO_PYPI = {"pytorch": "torch"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+@pytest.fixture(scope="module")
+def pyproject(repo_root):
+    return tomllib.loads((repo_root / "pyproject.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def conda_deps(repo_root):
+    yaml = pytest.importorskip("yaml")
+    env = yaml.safe_load((repo_root / "environment.yml").read_text())
+    names = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            names.add(CONDA_TO_PYPI.get(_name(dep), _name(dep)))
+    return env, names
+
+
+def test_environment_yml_lists_every_runtime_dependency(pyproject, conda_deps):
+    _, conda_names = conda_deps
+    pip_names = {_name(r) for r in pyproject["project"]["dependencies"]}
+    assert pip_names - conda_names == set(), "in pyproject.toml but not environment.yml"
+    assert conda_names - pip_names - {"python", "pip"} == set(), "in environment.yml only"
+
+
+def test_environment_yml_installs_the_kit_itself(conda_deps):
+    env, _ = conda_deps
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert ["-e ."] in pip_sections
+
+
+def test_torch_pins_match_the_platform_mirror(pyproject):
+    deps = pyproject["project"]["dependencies"]
+    assert "torch==2.14.1" in deps
+    assert "torchvision==0.29.1" in deps
+
+
+def test_nbgrader_version_range_agrees(pyproject, repo_root):
+    pip_spec = next(r for r in pyproject["project"]["dependencies"] if _name(r) == "nbgrader")
+    conda_text = (repo_root / "environment.yml").read_text()
+    assert pip_spec.replace("nbgrader", "") in conda_text
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one(repo_root):
+    lines = (repo_root / "README.md").read_text().splitlines()
+    fence = lines.index("```bash")
+    commands = [ln.split("#")[0].strip() for ln in lines[fence + 1 : lines.index("```", fence + 1)]]
+    assert fence < 5 and len(commands) == 2, "the README must open with exactly two commands"
+    run_cmd, test_cmd = commands
+    ci = (repo_root / ".ci" / "run").read_text().splitlines()
+    steps = [ln.strip() for ln in ci if ln.strip() and not ln.lstrip().startswith("#")]
+    assert steps[-1] == test_cmd, f"CI must end by calling the README's test command {test_cmd!r}"
+
+
+def test_both_packages_are_declared_and_the_student_one_never_imports_the_instructor_one(
+    pyproject, repo_root
+):
+    packages = pyproject["tool"]["setuptools"]["packages"]
+    assert "assignment_lib" in packages and "autograder" in packages
+    offenders = [
+        p.name
+        for p in (repo_root / "assignment_lib").rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+autograder\b", p.read_text(), re.M)
+    ]
+    assert offenders == [], f"assignment_lib is shipped to students; it must not import autograder: {offenders}"
