@@ -1,0 +1,1 @@
+"""Hidden tests: run by the trusted grader only, never shipped to students."""

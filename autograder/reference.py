@@ -1,0 +1,112 @@
+"""The trusted reference implementation, built from the SOURCE notebooks (one source of truth).
+
+The solutions live only in ``notebooks/*.ipynb`` between ``### BEGIN SOLUTION`` / ``### END
+SOLUTION`` comment markers, so the source cells run as they are. :func:`load_reference` executes
+the cells named in :data:`REFERENCE_CELLS` in a fresh module namespace and returns it.
+:func:`locked_source` gives the locked (import) cells the sandboxed worker runs instead of the
+student's copy, and :data:`ANSWER_CELLS` the answer cells taken from the submission.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from functools import lru_cache
+from pathlib import Path
+
+import nbformat
+
+from autograder.notebook import cells_by_grade_id
+
+#: Default folder of the source notebooks.
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+#: notebook file -> grade_ids executed, in order (locked imports first, then answers).
+REFERENCE_CELLS: dict[str, tuple[str, ...]] = {
+    "fcn_segmentation.ipynb": ("fcn_imports", "fcn32s", "fcn8s"),
+    "upsampling_and_iou.ipynb": ("upsampling_imports", "transposed_conv_padding", "soft_iou_loss"),
+}
+#: Locked cells the worker runs from the source, never from the submission.
+LOCKED_CELLS = ("fcn_imports", "upsampling_imports")
+#: Answer cells the worker takes from the submission; value = the name the cell must define.
+ANSWER_CELLS = {
+    "fcn32s": "FCN32s",
+    "fcn8s": "FCN8s",
+    "transposed_conv_padding": "transposed_conv_padding",
+    "soft_iou_loss": "soft_iou_loss",
+}
+#: grade_id -> notebook file.
+CELL_NOTEBOOK = {gid: nb for nb, gids in REFERENCE_CELLS.items() for gid in gids}
+
+
+class ReferenceError(RuntimeError):
+    """The source notebooks are missing a cell or their code does not run."""
+
+
+def _source_dir(source_dir) -> Path:
+    return Path(source_dir) if source_dir is not None else SOURCE_DIR
+
+
+@lru_cache(maxsize=8)
+def _cells(source_dir: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for nb_name, gids in REFERENCE_CELLS.items():
+        path = Path(source_dir) / nb_name
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except (OSError, ValueError) as err:
+            raise ReferenceError(f"cannot read the source notebook {path}: {err}") from err
+        cells = cells_by_grade_id(nb)
+        for gid in gids:
+            if gid not in cells:
+                raise ReferenceError(f"source notebook {path} has no cell with grade_id {gid!r}")
+            out[gid] = cells[gid].source
+    return out
+
+
+def cell_source(grade_id: str, source_dir: str | os.PathLike | None = None) -> str:
+    """Source text of one reference cell of the source notebooks."""
+    cells = _cells(str(_source_dir(source_dir)))
+    if grade_id not in cells:
+        raise ReferenceError(f"unknown reference cell {grade_id!r}; known: {sorted(cells)}")
+    return cells[grade_id]
+
+
+def locked_source(grade_id: str, source_dir: str | os.PathLike | None = None) -> str:
+    """Text of a locked cell as released; the worker runs it instead of the student's copy.
+
+    Raises:
+        ReferenceError: ``grade_id`` is not one of :data:`LOCKED_CELLS`.
+    """
+    if grade_id not in LOCKED_CELLS:
+        raise ReferenceError(f"{grade_id!r} is not a locked cell; locked cells: {LOCKED_CELLS}")
+    return cell_source(grade_id, source_dir)
+
+
+@lru_cache(maxsize=4)
+def _load(source_dir: str) -> types.ModuleType:
+    mod = types.ModuleType("fcn_reference", "Reference solutions executed from the source notebooks.")
+    for nb_name, gids in REFERENCE_CELLS.items():
+        for gid in gids:
+            code = compile(_cells(source_dir)[gid], f"<{nb_name}:{gid}>", "exec")
+            try:
+                exec(code, mod.__dict__)
+            except Exception as err:
+                raise ReferenceError(f"source cell {gid!r} of {nb_name} failed: {err!r}") from err
+    for name in ANSWER_CELLS.values():
+        if not hasattr(mod, name):
+            raise ReferenceError(f"the source notebooks define no {name!r}")
+    return mod
+
+
+def load_reference(source_dir: str | os.PathLike | None = None) -> types.ModuleType:
+    """Execute the reference cells of the source notebooks and return the namespace.
+
+    Returns:
+        A module with ``FCN32s``, ``FCN8s``, ``transposed_conv_padding``, ``soft_iou_loss``
+        (cached per ``source_dir``).
+
+    Raises:
+        ReferenceError: a notebook or cell is missing, or a cell fails to run.
+    """
+    return _load(str(_source_dir(source_dir)))

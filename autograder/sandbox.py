@@ -1,0 +1,441 @@
+"""Run a submission's code in an isolated worker process and talk to it with plain data.
+
+Isolation (when ``bwrap`` is installed and works): bubblewrap builds a new root holding, read-only,
+only ``/usr``, the Python install, the virtual environment, ``assignment_lib`` and the worker script,
+plus a writable scratch folder; the repository (``autograder/``, ``notebooks/``, the hidden tests),
+``/root``, ``/work/shared`` (data), the grading outputs and other submissions are simply absent.
+Network, PID, IPC and UTS namespaces are new; the worker dies with the grader. Inside, ``setpriv``
+drops to an unprivileged uid (one per sandbox slot, so that ``RLIMIT_NPROC`` counts only this
+sandbox), with no new privileges. Resource limits (set before exec, inherited): processes/threads,
+address space, file size (stops gigabytes of output), no core files; CPU threads via environment.
+
+Fallback when bubblewrap is missing or fails: a plain subprocess with the same resource limits,
+and :attr:`Sandbox.isolation` says so (the reports print it).
+
+Every request has a wall-clock timeout and the sandbox a total budget; on a timeout or a crash the
+whole worker is killed, the reason recorded, and the next request restarts it (a cell that hung or
+killed the worker while being defined is skipped on restart and reported). Responses are read with
+``torch.load(weights_only=True)`` and then checked to hold only exact plain types
+(:func:`check_plain`), so no custom object (e.g. an always-equal one) can reach the grader.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+SANDBOX_SCRATCH = "/scratch"
+SANDBOX_WORKER = "/opt/grader/worker.py"
+#: First unprivileged uid; slot ``k`` runs as ``BASE_UID + k``.
+BASE_UID = 61000
+BWRAP_ISOLATION = ("bubblewrap (private read-only filesystem view, no network, "
+                   "unprivileged uid, resource limits)")
+FALLBACK_ISOLATION = "subprocess (weaker: no filesystem or network isolation)"
+
+
+class SandboxError(RuntimeError):
+    """The worker did not answer a request; the message is written for the student."""
+
+
+class WorkerTimeout(SandboxError):
+    pass
+
+
+class WorkerCrashed(SandboxError):
+    pass
+
+
+class BadResponse(SandboxError):
+    pass
+
+
+class BudgetExceeded(SandboxError):
+    pass
+
+
+def check_plain(x, path="response", depth=0):
+    """Raise :class:`BadResponse` unless ``x`` is built only of exact plain types.
+
+    Allowed: ``torch.Tensor`` (exact type, not a subclass), ``bool``, ``int``, ``float``, ``str``,
+    ``None``, ``list`` and ``dict`` with ``str`` keys.
+    """
+    if depth > 30:
+        raise BadResponse(f"{path}: nested too deeply")
+    t = type(x)
+    if t is torch.Tensor:
+        if x.requires_grad or x.is_sparse or x.device.type != "cpu":
+            raise BadResponse(f"{path}: tensor must be a plain dense CPU tensor")
+        return
+    if x is None or t in (bool, int, float, str):
+        return
+    if t is list:
+        for i, v in enumerate(x):
+            check_plain(v, f"{path}[{i}]", depth + 1)
+        return
+    if t is dict:
+        for k, v in x.items():
+            if type(k) is not str:
+                raise BadResponse(f"{path}: non-string key of type {type(k).__name__}")
+            check_plain(v, f"{path}.{k}", depth + 1)
+        return
+    raise BadResponse(f"{path}: value of type {t.__name__} is not plain data")
+
+
+# ------------------------------------------------------------------------------------ bubblewrap
+
+
+def _lib_dir() -> Path:
+    """The folder that holds ``assignment_lib`` (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("assignment_lib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("assignment_lib is not importable by the grader")
+    return Path(list(spec.submodule_search_locations)[0]).resolve().parent
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def bwrap_command(scratch: Path, uid: int, device: str | None = None) -> list[str]:
+    """The bubblewrap command prefix (up to and including the uid drop) for one sandbox."""
+    lib = _lib_dir()
+    ro = {Path(sys.base_prefix).resolve(), Path(sys.prefix), lib / "assignment_lib"}
+    exe = Path(sys.executable)
+    ro.add(exe.parent)
+    cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+           "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox",
+           "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / link
+        if p.is_symlink():
+            cmd += ["--symlink", os.readlink(p), str(p)]
+        elif p.is_dir():
+            cmd += ["--ro-bind", str(p), str(p)]
+    for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+                "/etc/nsswitch.conf", "/etc/alternatives"):
+        cmd += ["--ro-bind-try", etc, etc]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    made: set[str] = set()
+
+    def parents(target: str) -> list[str]:
+        # bwrap makes missing parent folders 0700, which the unprivileged uid cannot traverse
+        out = []
+        for anc in reversed(Path(target).parents):
+            a = str(anc)
+            if a != "/" and a not in made and not a.startswith(("/usr", "/proc", "/dev", "/tmp")):
+                made.add(a)
+                out += ["--perms", "0755", "--dir", a]
+        return out
+
+    for p in sorted(ro, key=lambda q: len(str(q))):
+        cmd += parents(str(p)) + ["--ro-bind", str(p), str(p)]
+    if device and device.startswith("cuda"):
+        for dev in sorted(Path("/dev").glob("nvidia*")):
+            cmd += ["--dev-bind", str(dev), str(dev)]
+    cmd += parents(SANDBOX_WORKER) + ["--ro-bind", str(WORKER), SANDBOX_WORKER,
+            "--bind", str(scratch), SANDBOX_SCRATCH, "--chdir", SANDBOX_SCRATCH,
+            "--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--no-new-privs", "--"]
+    return cmd
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> bool:
+    """True when ``bwrap`` and ``setpriv`` exist and a trivial sandbox starts (checked once)."""
+    if shutil.which("bwrap") is None or shutil.which("setpriv") is None or os.geteuid() != 0:
+        return False
+    probe = Path(f"/tmp/.bwrap_probe_{os.getpid()}")
+    probe.mkdir(exist_ok=True)
+    try:
+        r = subprocess.run(bwrap_command(probe, BASE_UID) + [_python(), "-I", "-c", "print(1)"],
+                           capture_output=True, timeout=60)
+        return r.returncode == 0 and r.stdout.strip() == b"1"
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- sandbox
+
+
+class Sandbox:
+    """One submission's worker, restarted as needed.
+
+    Args:
+        cells: ``[{"grade_id", "source"}]`` executed in order at start (locked cells from the
+            source, answer cells from the submission).
+        scratch: a private folder for this sandbox (created; must not be shared).
+        slot: sandbox slot; parallel sandboxes need distinct slots (distinct uids).
+        request_timeout: default wall-clock seconds per request.
+        total_budget: wall-clock seconds for all requests of this submission together.
+        memory_bytes: address-space limit of the worker.
+        max_procs: process/thread limit of the worker's uid.
+        max_file_bytes: largest file the worker may write (its stdout/stderr included).
+        threads: CPU threads for torch in the worker.
+        device: ``None``/``"cpu"``, or ``"cuda:N"`` to expose the GPU device files.
+        use_bwrap: force (True/False) or auto-detect (None).
+
+    Attributes:
+        isolation: a sentence for the reports saying how the code was isolated.
+        cells: ``{grade_id: {"ok", "skipped", "error"}}`` from the latest start.
+        events: what went wrong (timeouts, crashes, restarts), written for the student.
+    """
+
+    def __init__(self, cells, scratch, slot=0, *, request_timeout=120.0, total_budget=1200.0,
+                 memory_bytes=10 * 2**30, max_procs=128, max_file_bytes=256 * 2**20, threads=1,
+                 device=None, use_bwrap=None, start_timeout=120.0):
+        self._cells = list(cells)
+        self.scratch = Path(scratch)
+        self.slot = int(slot)
+        self.uid = BASE_UID + self.slot
+        self.request_timeout = request_timeout
+        self.total_budget = total_budget
+        self.memory_bytes = int(memory_bytes)
+        self.max_procs = int(max_procs)
+        self.max_file_bytes = int(max_file_bytes)
+        self.threads = int(threads)
+        self.device = device
+        self.start_timeout = start_timeout
+        self.use_bwrap = bwrap_works() if use_bwrap is None else bool(use_bwrap)
+        self.isolation = BWRAP_ISOLATION if self.use_bwrap else FALLBACK_ISOLATION
+        self.cells: dict[str, dict] = {}
+        self.events: list[str] = []
+        self.skip: dict[str, str] = {}
+        self.restarts = 0
+        self._proc: subprocess.Popen | None = None
+        self._n = 0
+        self._spent = 0.0
+        self._buf = b""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _limits(self):
+        def apply():
+            for res, val in ((resource.RLIMIT_AS, self.memory_bytes),
+                             (resource.RLIMIT_FSIZE, self.max_file_bytes),
+                             (resource.RLIMIT_NPROC, self.max_procs),
+                             (resource.RLIMIT_CORE, 0)):
+                try:
+                    resource.setrlimit(res, (val, val))
+                except (ValueError, OSError):
+                    pass
+        return apply
+
+    def _spawn(self):
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        for f in self.scratch.iterdir():
+            if f.is_file() and (f.name.startswith(("req_", "resp_", ".resp_"))):
+                f.unlink()
+        r_in, w_in = os.pipe()   # grader -> worker
+        r_out, w_out = os.pipe()  # worker -> grader
+        env = {"PATH": "/usr/bin:/bin", "HOME": SANDBOX_SCRATCH if self.use_bwrap else str(self.scratch),
+               "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
+               "WORKER_THREADS": str(self.threads), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
+        if self.device and self.device.startswith("cuda"):
+            env["CUDA_VISIBLE_DEVICES"] = self.device.split(":")[-1] if ":" in self.device else "0"
+        if self.use_bwrap:
+            os.chown(self.scratch, self.uid, self.uid)
+            os.chmod(self.scratch, 0o700)
+            cmd = bwrap_command(self.scratch, self.uid, self.device) + [
+                _python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH, str(r_in), str(w_out),
+                str(_lib_dir())]
+        else:
+            cmd = [_python(), "-I", str(WORKER), str(self.scratch), str(r_in), str(w_out),
+                   str(_lib_dir())]
+        self._stdout = open(self.scratch.parent / f"{self.scratch.name}.stdout.txt", "ab")
+        self._stderr = open(self.scratch.parent / f"{self.scratch.name}.stderr.txt", "ab")
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr, env=env,
+                cwd=str(self.scratch), pass_fds=(r_in, w_out), preexec_fn=self._limits(),
+                start_new_session=True)
+        finally:
+            os.close(r_in)
+            os.close(w_out)
+        self._w = w_in
+        self._r = r_out
+        self._buf = b""
+
+    def start(self) -> dict:
+        """Start the worker and execute the cells; returns :attr:`cells`."""
+        self._spawn()
+        req = {"op": "exec_cells", "cells": self._cells, "skip": sorted(self.skip)}
+        current = [None]
+        try:
+            resp = self._roundtrip(req, self.start_timeout, current)
+            for c in resp["cells"]:
+                gid = c["grade_id"]
+                if c.get("skipped"):
+                    c["error"] = self.skip.get(gid, "skipped")
+                self.cells[gid] = c
+        except SandboxError as err:
+            gid = current[0]
+            if gid is None:
+                raise
+            why = (f"cell '{gid}' {'did not finish within the time limit' if isinstance(err, WorkerTimeout) else 'killed the Python process'} "
+                   "while it was being run (top-level code such as a training loop, sleep, "
+                   "sys.exit or os._exit); it was skipped, so what it defines is missing")
+            self.events.append(why)
+            self.skip[gid] = why
+            self.cells[gid] = {"grade_id": gid, "ok": False, "skipped": True, "error": why}
+            if self.restarts >= 5:
+                raise
+            self.restarts += 1
+            return self.start()
+        return self.cells
+
+    def _kill(self):
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self._proc.kill()
+            except ProcessLookupError:
+                pass
+            self._proc.wait()
+        for fd in ("_w", "_r"):
+            f = getattr(self, fd, None)
+            if f is not None:
+                try:
+                    os.close(f)
+                except OSError:
+                    pass
+                setattr(self, fd, None)
+        for f in ("_stdout", "_stderr"):
+            h = getattr(self, f, None)
+            if h is not None:
+                h.close()
+                setattr(self, f, None)
+        self._proc = None
+
+    def close(self):
+        """Kill the worker (all its processes)."""
+        self._kill()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _readline(self, deadline) -> str | None:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._r], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self._r, 4096)
+            if not chunk:
+                return ""
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def _roundtrip(self, req, timeout, current=None):
+        if self._spent >= self.total_budget:
+            raise BudgetExceeded(
+                f"the submission used up its total time budget of {self.total_budget:.0f} s; "
+                "remaining tests were not run (look for slow or endless code)")
+        timeout = min(timeout, self.total_budget - self._spent)
+        self._n += 1
+        n = self._n
+        torch.save(req, self.scratch / f"req_{n}.pt")
+        if self.use_bwrap:
+            os.chown(self.scratch / f"req_{n}.pt", self.uid, self.uid)
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        try:
+            try:
+                os.write(self._w, f"{n}\n".encode())
+            except (BrokenPipeError, OSError):
+                pass
+            while True:
+                line = self._readline(deadline)
+                if line is None:
+                    self._kill()
+                    raise WorkerTimeout(f"no answer within {timeout:.0f} s (endless loop, sleep, "
+                                        "or very slow code?); the worker was stopped")
+                if line == "":
+                    code = self._proc.wait() if self._proc is not None else None
+                    self._kill()
+                    raise WorkerCrashed(f"the Python process running your code exited (exit code "
+                                        f"{code}) instead of answering: look for sys.exit, "
+                                        "os._exit, or code that crashes or exhausts memory")
+                if line.startswith("cell ") and current is not None:
+                    current[0] = line[5:]
+                elif line == f"done {n}":
+                    break
+        finally:
+            self._spent += time.monotonic() - t0
+        path = self.scratch / f"resp_{n}.pt"
+        try:
+            resp = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:
+            raise BadResponse(f"the worker's answer could not be read safely ({type(err).__name__}); "
+                              "was torch.save monkeypatched?") from err
+        finally:
+            for p in (path, self.scratch / f"req_{n}.pt"):
+                p.unlink(missing_ok=True)
+        check_plain(resp)
+        if type(resp) is not dict or resp.get("ok") is not True:
+            err = resp.get("error", "") if type(resp) is dict else ""
+            raise SandboxError(f"the request failed inside the sandbox:\n{err}")
+        return resp["result"]
+
+    def request(self, op: str, timeout: float | None = None, **payload) -> dict:
+        """Send one request and return the worker's plain-data answer.
+
+        Restarts the worker first if an earlier request killed it.
+
+        Raises:
+            WorkerTimeout, WorkerCrashed, BadResponse, BudgetExceeded, SandboxError.
+        """
+        if not self.alive:
+            self.restarts += 1
+            self.events.append(f"the worker was restarted before request '{op}'")
+            self.start()
+        try:
+            return self._roundtrip({"op": op, **payload},
+                                   self.request_timeout if timeout is None else timeout)
+        except SandboxError as err:
+            self.events.append(f"request '{op}': {err}")
+            raise
+
+    def output_tail(self, n=2000) -> tuple[str, str]:
+        """The last ``n`` characters of the worker's stdout and stderr."""
+        out = []
+        for suffix in ("stdout", "stderr"):
+            p = self.scratch.parent / f"{self.scratch.name}.{suffix}.txt"
+            try:
+                with open(p, "rb") as f:
+                    f.seek(max(0, p.stat().st_size - n))
+                    out.append(f.read().decode(errors="replace"))
+            except OSError:
+                out.append("")
+        return out[0], out[1]

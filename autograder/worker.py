@@ -1,0 +1,268 @@
+"""The sandboxed worker: runs a submission's code and answers the trusted grader's requests.
+
+This file runs INSIDE the sandbox (see :mod:`autograder.sandbox`) as a plain script; it imports only
+the standard library, torch, numpy and assignment_lib, never ``autograder``. It decides nothing: it
+executes cells, builds models, runs forward passes and returns plain data (tensors, numbers,
+strings, lists, dicts). Every verdict is computed by the trusted grader process.
+
+Protocol: the grader writes ``req_<n>.pt`` (``torch.save``) into the scratch folder and the line
+``<n>`` to the control-in pipe; the worker writes ``resp_<n>.pt`` and the line ``done <n>`` to the
+control-out pipe. While executing cells it writes ``cell <grade_id>`` first, so that a cell that
+hangs or kills the process can be named and skipped on restart. Student output goes to the
+worker's stdout/stderr (files on the grader side), never into the protocol.
+
+Usage: ``python -I worker.py SCRATCH CTL_IN_FD CTL_OUT_FD [LIB_DIR]``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+
+_SCRATCH, _CTL_IN, _CTL_OUT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if len(sys.argv) > 4 and sys.argv[4]:
+    sys.path.insert(0, sys.argv[4])
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+# Bind what the protocol needs before any student code can monkeypatch it.
+_save, _load, _os_write, _os_replace = torch.save, torch.load, os.write, os.replace
+_Tensor = torch.Tensor
+
+NAMESPACE: dict = {"__name__": "__main__"}
+_MODELS: dict = {}
+_MAX_TRACEBACK = 4000
+
+
+def _send(line: str) -> None:
+    _os_write(_CTL_OUT, (line + "\n").encode())
+
+
+def _tb(limit_to_cell: bool = True) -> str:
+    """The traceback of the current exception, without the worker's own frames."""
+    etype, value, tb = sys.exc_info()
+    frames = traceback.extract_tb(tb)
+    frames = [f for f in frames if not f.filename.endswith("worker.py")] if limit_to_cell else frames
+    text = "".join(traceback.format_list(frames)) + "".join(
+        traceback.format_exception_only(etype, value))
+    if len(text) > _MAX_TRACEBACK:
+        text = "..." + text[-_MAX_TRACEBACK:]
+    return text
+
+
+def _plain(x, depth=0):
+    """Convert a value to plain data that the grader accepts (tensors detached to CPU)."""
+    if depth > 20:
+        return "<too deeply nested>"
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu").clone().as_subclass(_Tensor)
+    if type(x) in (bool, int, float, str) or x is None:
+        return x
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, depth + 1) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in x.items()}
+    return {"__unsupported__": type(x).__name__, "repr": repr(x)[:200]}
+
+
+# ------------------------------------------------------------------------------------- requests
+
+
+def op_exec_cells(req):
+    results = []
+    for cell in req["cells"]:
+        gid = cell["grade_id"]
+        if gid in req.get("skip", []):
+            results.append({"grade_id": gid, "ok": False, "skipped": True, "error": ""})
+            continue
+        _send(f"cell {gid}")
+        try:
+            code = compile(cell["source"], f"<cell {gid}>", "exec")
+            exec(code, NAMESPACE)
+            results.append({"grade_id": gid, "ok": True, "skipped": False, "error": ""})
+        except BaseException:  # SystemExit and KeyboardInterrupt included: the next cell still runs
+            results.append({"grade_id": gid, "ok": False, "skipped": False, "error": _tb()})
+    return {"cells": results}
+
+
+def _hyper(m: nn.Module) -> dict:
+    attrs = {}
+    for key in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+                "dilation", "groups", "ceil_mode", "p", "inplace", "padding_mode"):
+        if hasattr(m, key):
+            v = getattr(m, key)
+            if isinstance(v, (int, float, str, bool, tuple, list)) or v is None:
+                attrs[key] = list(v) if isinstance(v, tuple) else v
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        attrs["bias"] = m.bias is not None
+    return attrs
+
+
+def _construct(name, n_classes):
+    cls = NAMESPACE.get(name)
+    if cls is None:
+        raise NameError(f"{name} is not defined (did its cell run without errors?)")
+    return cls(n_classes=n_classes)
+
+
+def op_describe(req):
+    model = _construct(req["name"], req["n_classes"])
+    modules = []
+    for mname, m in model.named_modules():
+        if not mname:
+            continue
+        entry = {"name": mname, "type": type(m).__name__, "attrs": _hyper(m)}
+        if isinstance(m, nn.ConvTranspose2d):
+            entry["weight"] = m.weight
+            entry["bias_tensor"] = m.bias if m.bias is not None else None
+        modules.append(entry)
+    params = [[n, list(p.shape)] for n, p in model.state_dict().items()]
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"modules": modules, "params": params, "n_params": int(n_params),
+            "model_type": type(model).__name__}
+
+
+def make_weights(spec) -> list:
+    """Deterministic random tensors from a spec ``{"seed", "params": [[name, shape, std], ...]}``.
+
+    The grader generates the same tensors with the same code (see ``autograder.hidden_tests``).
+    """
+    out = []
+    for i, (name, shape, std) in enumerate(spec["params"]):
+        g = torch.Generator().manual_seed(int(spec["seed"]) * 1_000_003 + i)
+        out.append((name, torch.randn(*shape, generator=g, dtype=torch.float32) * float(std)))
+    return out
+
+
+def load_by_name_or_order(model: nn.Module, tensors: list) -> str:
+    """Load ``[(name, tensor)]`` into ``model``: by name when names and shapes match, else by order and
+    shape. Returns ``"name"`` or ``"order"``; raises ValueError when neither fits."""
+    sd = model.state_dict()
+    ref_names = [n for n, _ in tensors]
+    if set(ref_names) == set(sd) and all(tuple(sd[n].shape) == tuple(t.shape) for n, t in tensors):
+        model.load_state_dict(dict(tensors), strict=True)
+        return "name"
+    own = list(sd.items())
+    if len(own) == len(tensors) and all(tuple(o.shape) == tuple(t.shape)
+                                        for (_, o), (_, t) in zip(own, tensors)):
+        model.load_state_dict({n: t for (n, _), (_, t) in zip(own, tensors)}, strict=True)
+        return "order"
+    raise ValueError(
+        f"cannot match the model's {len(own)} parameter tensors with the {len(tensors)} expected "
+        "ones by name or by order and shape: check the layers, their order and their sizes")
+
+
+def op_forward(req):
+    spec = req.get("weights")
+    key = (req["name"], req["n_classes"], None if spec is None else spec["seed"])
+    if key not in _MODELS:
+        _MODELS.clear()
+        model = _construct(req["name"], req["n_classes"])
+        matched = "own" if spec is None else load_by_name_or_order(model, make_weights(spec))
+        model.eval()
+        _MODELS[key] = (model, matched)
+    model, matched = _MODELS[key]
+    outs = []
+    with torch.no_grad():
+        for x in req["inputs"]:
+            try:
+                y = model(x)
+                outs.append({"ok": True, "output": _plain(y) if isinstance(y, torch.Tensor) else None,
+                             "type": type(y).__name__})
+            except Exception:
+                outs.append({"ok": False, "error": _tb()})
+    return {"matched_by": matched, "outputs": outs}
+
+
+def op_call(req):
+    fn = NAMESPACE.get(req["name"])
+    if fn is None:
+        raise NameError(f"{req['name']} is not defined (did its cell run without errors?)")
+    results = []
+    for args in req["calls"]:
+        try:
+            value = fn(*args.get("args", []), **args.get("kwargs", {}))
+            results.append({"ok": True, "value": _plain(value), "type": type(value).__name__})
+        except Exception as err:
+            results.append({"ok": False, "raised": type(err).__name__, "message": str(err)[:500]})
+    return {"results": results}
+
+
+def op_loss_grad(req):
+    fn = NAMESPACE.get(req["name"])
+    if fn is None:
+        raise NameError(f"{req['name']} is not defined (did its cell run without errors?)")
+    out = []
+    for case in req["cases"]:
+        entry = {"ok": False}
+        try:
+            logits = case["logits"].clone().requires_grad_(True)
+            loss = fn(logits, case["target"], **case.get("kwargs", {}))
+            entry["loss"] = _plain(loss) if isinstance(loss, torch.Tensor) else None
+            entry["type"] = type(loss).__name__
+            if isinstance(loss, torch.Tensor) and loss.requires_grad:
+                (grad,) = torch.autograd.grad(loss.sum(), logits)
+                entry["grad"] = _plain(grad)
+            entry["ok"] = True
+            if case.get("gradcheck"):
+                small = case["logits"].to(torch.float64).clone().requires_grad_(True)
+                try:
+                    entry["gradcheck"] = bool(torch.autograd.gradcheck(
+                        lambda z: fn(z, case["target"], **case.get("kwargs", {})), (small,),
+                        eps=1e-6, atol=1e-5, raise_exception=True))
+                except Exception as err:
+                    entry["gradcheck"] = False
+                    entry["gradcheck_error"] = str(err)[:500]
+        except Exception:
+            entry["error"] = _tb()
+        out.append(entry)
+    return {"cases": out}
+
+
+def op_train_predict(req):
+    """Train ``req["name"]`` with ``assignment_lib.train.fit`` on the sent images, predict the test
+    images with ``assignment_lib.train.predict``; the grader computes the mIoU itself."""
+    from assignment_lib import train as T
+
+    torch.manual_seed(int(req.get("seed", 0)))
+    model = _construct(req["name"], req["n_classes"])
+    run = req["recipe"]
+    if "vgg16_features" in req and req["vgg16_features"] is not None:
+        from assignment_lib.weights import copy_vgg16_weights
+        copy_vgg16_weights(model, req["vgg16_features"])
+    preds = T.grader_train_predict(model, run, req["train_images"], req["train_targets"],
+                                   req["test_images"], device=req.get("device"))
+    return {"predictions": _plain(preds)}
+
+
+OPS = {"exec_cells": op_exec_cells, "describe": op_describe, "forward": op_forward,
+       "call": op_call, "loss_grad": op_loss_grad, "train_predict": op_train_predict,
+       "ping": lambda req: {"pong": True}}
+
+
+def main():
+    threads = int(os.environ.get("WORKER_THREADS", "1"))
+    torch.set_num_threads(max(1, threads))
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full output file gives EFBIG, not death
+    ctl_in = os.fdopen(_CTL_IN, "r", buffering=1)
+    for line in ctl_in:
+        n = line.strip()
+        if not n.isdigit():
+            continue
+        req = _load(os.path.join(_SCRATCH, f"req_{n}.pt"), weights_only=True)
+        try:
+            resp = {"ok": True, "result": _plain(OPS[req["op"]](req))}
+        except BaseException:
+            resp = {"ok": False, "error": _tb(limit_to_cell=False)}
+        tmp = os.path.join(_SCRATCH, f".resp_{n}.tmp")
+        _save(resp, tmp)
+        _os_replace(tmp, os.path.join(_SCRATCH, f"resp_{n}.pt"))
+        _send(f"done {n}")
+
+
+if __name__ == "__main__":
+    main()
