@@ -1,0 +1,216 @@
+"""The visible self-checks pass on the reference solutions and fail, with a teaching message, on
+typical mistakes (each mistake is made by editing the reference solution's source text)."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+import torch
+
+from assignment_lib import checks
+
+FCN_NB = "notebooks/fcn_segmentation.ipynb"
+UP_NB = "notebooks/upsampling_and_iou.ipynb"
+
+
+def _cells(repo_root, nb_path) -> dict[str, str]:
+    nb = nbformat.read(repo_root / nb_path, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.cell_type == "code" and "nbgrader" in c.metadata}
+
+
+def _define(cells: dict[str, str], imports: str, answer: str, name: str, edits=()):
+    """Execute the imports cell and the (edited) answer cell; return the object ``name``."""
+    src = cells[answer]
+    for old, new in edits:
+        assert src.count(old) >= 1, f"mutation target {old!r} not in the reference cell"
+        src = src.replace(old, new)
+    ns: dict = {}
+    exec(cells[imports], ns)
+    exec(src, ns)
+    return ns[name]
+
+
+@pytest.fixture(scope="module")
+def fcn_cells(repo_root):
+    return _cells(repo_root, FCN_NB)
+
+
+@pytest.fixture(scope="module")
+def up_cells(repo_root):
+    return _cells(repo_root, UP_NB)
+
+
+def fcn(cells, name, *edits):
+    return _define(cells, "fcn_imports", name.lower(), name, edits)
+
+
+def up(cells, name, *edits):
+    return _define(cells, "upsampling_imports", name, name, edits)
+
+
+# ---------------------------------------------------------------- reference passes
+
+def test_fcn32s_reference_passes(fcn_cells, capsys):
+    checks.check_fcn32s(fcn(fcn_cells, "FCN32s"))
+    out = capsys.readouterr().out
+    assert out.count("\u2713") >= 5 and "134,899,532" in out
+
+
+def test_fcn8s_reference_passes(fcn_cells, capsys):
+    checks.check_fcn8s(fcn(fcn_cells, "FCN8s"))
+    out = capsys.readouterr().out
+    assert out.count("\u2713") >= 7 and "134,360,420" in out
+
+
+def test_padding_and_loss_reference_pass(up_cells, capsys):
+    checks.check_transposed_conv_padding(up(up_cells, "transposed_conv_padding"))
+    checks.check_soft_iou_loss(up(up_cells, "soft_iou_loss"))
+    assert capsys.readouterr().out.count("\u2713") == 9
+
+
+# ---------------------------------------------------------------- FCN mistakes
+
+def test_fcn32s_wrong_crop_offset(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("19:19 + x.size(2), 19:19 + x.size(3)",
+                                    "0:0 + x.size(2), 0:0 + x.size(3)"))
+    with pytest.raises(AssertionError, match=r"cropped at offset \(0, 0\).*line the result up"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_no_crop(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("return h[:, :, 19:19 + x.size(2), 19:19 + x.size(3)]",
+                                    "return h[:, :, :, :]"))
+    with pytest.raises(AssertionError, match=r"output is 1x12x\d+x\d+ for a 61x83 input.*crop offset"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_missing_padding_100(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("nn.Conv2d(3, 64, 3, padding=100)", "nn.Conv2d(3, 64, 3, padding=1)"))
+    with pytest.raises(AssertionError, match=r"conv1_1 has padding .*expected 100"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_upscore_with_bias(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("stride=32, bias=False", "stride=32, bias=True"))
+    with pytest.raises(AssertionError, match=r"upscore must be created with bias=False"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_not_bilinear(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("self.upscore.weight.copy_(bilinear_kernel(n_classes, n_classes, 64))",
+                                    "pass"))
+    with pytest.raises(AssertionError, match=r"upscore.weight is not the bilinear kernel"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_floor_pooling(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("ceil_mode=True", "ceil_mode=False"))
+    with pytest.raises(AssertionError, match=r"pool1 needs ceil_mode=True"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn32s_wrong_layer_name(fcn_cells):
+    bad = fcn(fcn_cells, "FCN32s", ("self.score_fr", "self.score"))
+    with pytest.raises(AssertionError, match=r"no attribute 'score_fr'"):
+        checks.check_fcn32s(bad)
+
+
+def test_fcn8s_wrong_skip_crop(fcn_cells):
+    bad = fcn(fcn_cells, "FCN8s", ("score_pool4[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]",
+                                   "score_pool4[:, :, 0:0 + upscore2.size(2), 0:0 + upscore2.size(3)]"))
+    with pytest.raises(AssertionError, match=r"pool4 skip .*cropped at offset \(0, 0\)"):
+        checks.check_fcn8s(bad)
+
+
+def test_fcn8s_upscore8_with_bias(fcn_cells):
+    bad = fcn(fcn_cells, "FCN8s", ("16, stride=8, bias=False", "16, stride=8, bias=True"))
+    with pytest.raises(AssertionError, match=r"upscore8 must be created with bias=False"):
+        checks.check_fcn8s(bad)
+
+
+def test_fcn8s_wrong_skip_channels(fcn_cells):
+    bad = fcn(fcn_cells, "FCN8s", ("nn.Conv2d(256, n_classes, 1)", "nn.Conv2d(512, n_classes, 1)"))
+    with pytest.raises(AssertionError, match=r"score_pool3 maps 512 -> 12 .*expected 256 -> 12"):
+        checks.check_fcn8s(bad)
+
+
+# ---------------------------------------------------------------- padding mistakes
+
+def test_padding_wrong_formula(up_cells):
+    # padding = (k - s) // 2 without output_padding: wrong for odd k - s
+    bad = up(up_cells, "transposed_conv_padding",
+             ("output_padding = 2 * padding - (kernel_size - stride)", "output_padding = 0"))
+    with pytest.raises(AssertionError, match=r"H_out = \(H_in - 1\)\*stride - 2\*padding"):
+        checks.check_transposed_conv_padding(bad)
+
+
+def test_padding_returns_floats():
+    with pytest.raises(AssertionError, match=r"must be ints"):
+        checks.check_transposed_conv_padding(lambda k, stride=2: ((k - stride) / 2, 0))
+
+
+def test_padding_not_a_tuple():
+    with pytest.raises(AssertionError, match=r"return a tuple"):
+        checks.check_transposed_conv_padding(lambda k, stride=2: k)
+
+
+# ---------------------------------------------------------------- loss mistakes
+
+def test_loss_without_softmax(up_cells):
+    bad = up(up_cells, "soft_iou_loss", ("probs = logits.softmax(dim=1)", "probs = logits"))
+    with pytest.raises(AssertionError, match=r"without softmax|\[0, 1\]|perfect"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_loss_without_softmax_on_hand_case():
+    """A loss that skips softmax but clamps to [0, 1] still fails on the hand-computed case."""
+    def no_softmax(logits, target, smooth=1e-6, ignore_index=None):
+        p = logits.sigmoid() * (logits.abs() > 1e-9)  # 0 for zero logits, ~1 for confident ones
+        y = torch.nn.functional.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+        inter = (p * y).sum((0, 2, 3))
+        union = (p + y - p * y).sum((0, 2, 3))
+        return 1 - ((inter + smooth) / (union + smooth)).mean()
+
+    with pytest.raises(AssertionError, match=r"used without softmax"):
+        checks.check_soft_iou_loss(no_softmax)
+
+
+def test_loss_softmax_wrong_dim(up_cells):
+    bad = up(up_cells, "soft_iou_loss", ("probs = logits.softmax(dim=1)", "probs = logits.softmax(dim=0)"))
+    with pytest.raises(AssertionError, match=r"wrong dimension"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_loss_ignores_ignore_index(up_cells):
+    # mask only the one-hot target, not the probabilities: ignored pixels still enter the union
+    bad = up(up_cells, "soft_iou_loss", ("probs = probs * mask", "pass"))
+    with pytest.raises(AssertionError, match=r"ignore_index changed the loss"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_loss_binary_averages_both_classes(up_cells):
+    bad = up(up_cells, "soft_iou_loss", ("if n_classes == 2:", "if False:"))
+    with pytest.raises(AssertionError, match=r"foreground channel .*You averaged both classes"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_loss_detached(up_cells):
+    bad = up(up_cells, "soft_iou_loss", ("probs = logits.softmax(dim=1)",
+                                         "probs = logits.detach().softmax(dim=1)"))
+    with pytest.raises(AssertionError, match=r"not connected to the logits"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_checks_hold_no_solution_code(repo_root, fcn_cells, up_cells):
+    """The self-checks ship to students: no line of a reference solution may appear in them."""
+    text = (repo_root / "assignment_lib" / "checks.py").read_text()
+    for cells in (fcn_cells, up_cells):
+        for src in cells.values():
+            if "### BEGIN SOLUTION" not in src:
+                continue
+            body = src.split("### BEGIN SOLUTION", 1)[1]
+            for line in body.splitlines():
+                line = line.strip()
+                if len(line) > 30 and not line.startswith(("#", "super()", "h = self.relu")):
+                    assert line not in text, f"solution line in checks.py: {line}"
