@@ -223,19 +223,22 @@ def op_loss_grad(req):
 
 
 def op_train_predict(req):
-    """Train ``req["name"]`` with ``assignment_lib.train.fit`` on the sent images, predict the test
-    images with ``assignment_lib.train.predict``; the grader computes the mIoU itself."""
+    """Train ``req["name"]`` with ``assignment_lib.train.fit`` on the sent (image, target) pairs and
+    predict the sent test images with ``assignment_lib.train.predict``. The grader never sends the
+    test labels and computes the mIoU itself."""
     from assignment_lib import train as T
 
-    torch.manual_seed(int(req.get("seed", 0)))
+    T.seed_everything(int(req["config"].get("seed", 0)))
     model = _construct(req["name"], req["n_classes"])
-    run = req["recipe"]
-    if "vgg16_features" in req and req["vgg16_features"] is not None:
+    if req.get("vgg16") is not None:
         from assignment_lib.weights import copy_vgg16_weights
-        copy_vgg16_weights(model, req["vgg16_features"])
-    preds = T.grader_train_predict(model, run, req["train_images"], req["train_targets"],
-                                   req["test_images"], device=req.get("device"))
-    return {"predictions": _plain(preds)}
+        copy_vgg16_weights(model, req["vgg16"])
+    config = T.TrainConfig.from_dict(req["config"])
+    pairs = [(img.numpy(), tgt.numpy()) for img, tgt in req["train"]]
+    T.fit(model, pairs, config, device=req.get("device"), progress=False)
+    preds = T.predict(model, [img.numpy() for img in req["test_images"]], device=req.get("device"),
+                      max_side=req.get("max_side"))
+    return {"predictions": [torch.as_tensor(p) for p in preds]}
 
 
 OPS = {"exec_cells": op_exec_cells, "describe": op_describe, "forward": op_forward,
