@@ -115,8 +115,8 @@ def show_samples(images, targets, preds=None, ncols: int | None = None, title: s
             float tensor ``(3, H, W)`` (as returned by ``CMPFacade``).
         targets: sequence (or batch) of label maps ``(H, W)`` int, ``IGNORE_INDEX`` drawn black.
         preds: optional predictions, class indices ``(H, W)`` or logits ``(C, H, W)`` per sample.
-        ncols: samples per row (each sample takes 2 or 3 panels); default 2 with predictions,
-            3 without.
+        ncols: samples per row (each sample takes 2 or 3 panels); default: at most 2 with
+            predictions, 3 without, with the rows filled evenly (4 samples -> 2 x 2).
         title: figure title.
 
     Returns:
@@ -131,7 +131,10 @@ def show_samples(images, targets, preds=None, ncols: int | None = None, title: s
                          f"{n} images, {len(targets)} targets"
                          + ("" if preds is None else f", {len(preds)} preds"))
     per = 2 if preds is None else 3
-    ncols = max(1, min(n, ncols or (3 if preds is None else 2)))
+    if ncols is None:  # at most 3 (2 with predictions) per row, rows filled evenly
+        most = 3 if preds is None else 2
+        ncols = -(-n // -(-n // most))
+    ncols = max(1, min(n, ncols))
     nrows = -(-n // ncols)
     fig = Figure(figsize=(2.4 * per * ncols, 3.0 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, per * ncols, squeeze=False)
