@@ -1,0 +1,247 @@
+"""Check your notebooks and pack the zip you hand in.
+
+Usage (from the folder that holds the notebooks)::
+
+    python -m assignment_lib.submit --student YOUR_ID            # writes YOUR_ID_fcn_segmentation.zip
+    python -m assignment_lib.submit --dir path/to/notebooks --out hand_in.zip --student YOUR_ID
+
+Before packing, every notebook of the assignment is checked:
+
+1. it is there and is a readable notebook;
+2. no graded cell was deleted or duplicated (the cell ids, nbgrader's ``grade_id``, are compared
+   with ``expected_cells.json``, written into ``assignment_lib/`` by the instructor's release);
+3. it was run from top to bottom without errors: every code cell has an execution count and no
+   error output (Kernel > Restart & Run All, then save);
+4. every inline question is answered (no ``YOUR ANSWER HERE`` left).
+
+Each problem is printed and the command exits with status 1 without writing the zip. ``--force``
+packs anyway and records the problems in the zip's ``manifest.json`` (graders will see them).
+
+The zip holds the notebooks and ``manifest.json``: the student id, the time (UTC, ISO 8601), the
+sha256 of each notebook, whether ``--force`` was used and the problems found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import getpass
+import hashlib
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from .config import REPO_ROOT
+
+ASSIGNMENT = "fcn_segmentation"
+#: The manifest of expected graded cells, written by the release next to this module.
+EXPECTED_CELLS = Path(__file__).resolve().parent / "expected_cells.json"
+#: The text nbgrader puts in an unanswered inline-question cell.
+ANSWER_STUB = "YOUR ANSWER HERE"
+#: Student ids must be usable as folder names (same rule as the grader's).
+STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+
+
+def expected_cells_from_notebooks(notebooks: list[Path]) -> dict:
+    """Build the expected-cells manifest from (source or release) notebooks.
+
+    Returns:
+        ``{"assignment": ..., "notebooks": {file name: {"grade_ids": [...], "answers": [...]}}}``
+        where ``answers`` are the grade_ids of the manually graded markdown cells (inline answers).
+    """
+    out = {"assignment": ASSIGNMENT, "notebooks": {}}
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        ids, answers = [], []
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            gid = meta.get("grade_id")
+            if not gid:
+                continue
+            ids.append(gid)
+            if cell.cell_type == "markdown" and meta.get("grade") and meta.get("solution"):
+                answers.append(gid)
+        out["notebooks"][Path(path).name] = {"grade_ids": ids, "answers": answers}
+    return out
+
+
+def load_expected(path: Path | None = None) -> dict:
+    """The expected-cells manifest: ``path``, else ``expected_cells.json`` next to this module,
+    else (in the instructors' repository) computed from ``notebooks/*.ipynb``.
+
+    Raises:
+        FileNotFoundError: if none of these exist.
+        ValueError: if the manifest is not valid JSON of the expected shape.
+    """
+    path = Path(path) if path else EXPECTED_CELLS
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            assert isinstance(data["notebooks"], dict)
+        except (ValueError, KeyError, TypeError, AssertionError) as e:
+            raise ValueError(f"{path} is not a valid expected-cells manifest: {e}") from e
+        return data
+    source = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+    if not source:
+        raise FileNotFoundError(
+            f"no {path.name} next to assignment_lib and no notebooks/ folder: unpack the "
+            f"assignment bundle again, it ships assignment_lib/{path.name}")
+    return expected_cells_from_notebooks(source)
+
+
+def check_notebook(path: Path, expected: dict) -> list[str]:
+    """Problems with one notebook (empty list when it is ready to hand in).
+
+    Args:
+        path: the ``.ipynb`` file.
+        expected: this notebook's entry of the manifest (``grade_ids``, ``answers``).
+    """
+    name = path.name
+    if not path.is_file():
+        return [f"{name}: missing (expected in {path.parent})"]
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # nbformat raises several types for broken JSON / schema
+        return [f"{name}: cannot be read as a notebook ({type(e).__name__}: {e})"]
+    problems = []
+
+    seen: dict[str, int] = {}
+    cells = {}
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid:
+            seen[gid] = seen.get(gid, 0) + 1
+            cells[gid] = cell
+    missing = [g for g in expected.get("grade_ids", []) if g not in seen]
+    if missing:
+        problems.append(f"{name}: graded cell(s) deleted: {', '.join(missing)}. Copy them back "
+                        f"from the released notebook (same place, same metadata).")
+    dup = sorted(g for g, n in seen.items() if n > 1)
+    if dup:
+        problems.append(f"{name}: graded cell(s) duplicated: {', '.join(dup)}. Keep one copy of "
+                        f"each (do not copy-paste graded cells).")
+
+    unrun, errors = [], []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i + 1}"
+        if cell.get("execution_count") is None:
+            unrun.append(label)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append(f"{label} ({output.get('ename', 'Error')}: "
+                              f"{str(output.get('evalue', ''))[:80]})")
+                break
+    if unrun:
+        shown = ", ".join(unrun[:5]) + (f" and {len(unrun) - 5} more" if len(unrun) > 5 else "")
+        problems.append(f"{name}: {len(unrun)} code cell(s) were not run: {shown}. Use Kernel > "
+                        f"Restart & Run All, then save.")
+    if errors:
+        problems.append(f"{name}: cell(s) ended with an error: {'; '.join(errors[:5])}. Fix them, "
+                        f"run all cells again and save.")
+
+    for gid in expected.get("answers", []):
+        cell = cells.get(gid)
+        if cell is None:
+            continue  # already reported as deleted
+        text = cell.source.strip()
+        if not text or ANSWER_STUB in text:
+            problems.append(f"{name}: inline question '{gid}' is not answered (replace "
+                            f"'{ANSWER_STUB}' with your answer).")
+    return problems
+
+
+def check_folder(folder: Path, expected: dict) -> list[str]:
+    """Problems with all the assignment's notebooks in ``folder``."""
+    problems = []
+    for name, entry in sorted(expected["notebooks"].items()):
+        problems += check_notebook(Path(folder) / name, entry)
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pack(folder: Path, out: Path, student: str, expected: dict, problems: list[str],
+         forced: bool) -> Path:
+    """Write the hand-in zip: the notebooks (those present) and ``manifest.json``."""
+    folder, out = Path(folder), Path(out)
+    names = [n for n in sorted(expected["notebooks"]) if (folder / n).is_file()]
+    manifest = {
+        "assignment": expected.get("assignment", ASSIGNMENT),
+        "student": student,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "notebooks": {n: {"sha256": _sha256(folder / n)} for n in names},
+        "forced": forced,
+        "problems": problems,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for n in names:
+            zf.write(folder / n, arcname=n)
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def _default_student() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = ""
+    user = re.sub(r"[^A-Za-z0-9._@+-]", "_", user).lstrip("._@+-")
+    return user or "student"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m assignment_lib.submit",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default=".", help="folder holding the notebooks (default: .)")
+    parser.add_argument("--out", default=None,
+                        help="zip to write (default: <student>_fcn_segmentation.zip in --dir)")
+    parser.add_argument("--student", default=None,
+                        help="your student id (default: your login name)")
+    parser.add_argument("--force", action="store_true",
+                        help="pack even if there are problems (they are recorded in the zip)")
+    parser.add_argument("--expected", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    student = args.student or _default_student()
+    if not STUDENT_RE.match(student):
+        print(f"error: --student {student!r} must start with a letter or digit and contain only "
+              f"letters, digits and . _ @ + - (at most 128 characters)", file=sys.stderr)
+        return 2
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        print(f"error: --dir {folder} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        expected = load_expected(args.expected)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    problems = check_folder(folder, expected)
+    for p in problems:
+        print(f"PROBLEM: {p}", file=sys.stderr)
+    if problems and not args.force:
+        print(f"\n{len(problems)} problem(s): nothing was written. Fix them and run this again, "
+              f"or add --force to pack anyway (the problems are recorded for the graders).",
+              file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else folder / f"{student}_{ASSIGNMENT}.zip"
+    pack(folder, out, student, expected, problems, forced=bool(problems))
+    note = " (with problems, --force)" if problems else ""
+    print(f"wrote {out}{note}: hand in this file.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
