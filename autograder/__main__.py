@@ -38,9 +38,12 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_positive_int, default=1, help="submissions graded at once (processes)")
     p.add_argument("--gpus", type=_gpus, default=[], help="CUDA device ids for GPU tests, e.g. 0,1")
     p.add_argument("--force", action="store_true", help="regrade students whose results are up to date")
-    p.add_argument("--miou", choices=("none", "cpu", "gpu"), default="cpu",
-                   help="where the trained-model mIoU test runs (default: cpu)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per hidden test")
+    p.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none",
+                   help="trained-model mIoU test: none (default), cpu (short CPU training) or gpu")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds per request to the sandboxed code (default: the runner's, 120)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="CMP Facade data for the mIoU tests (default: $CMP_FACADE_ROOT, then the usual places)")
     p.add_argument("--submission-timeout", type=float, default=1800.0, metavar="S",
                    help="seconds for a whole submission before it is stopped (default 1800)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,7 +56,7 @@ def grade_options(args: argparse.Namespace, out):
     from autograder.grade import DEFAULT_RUNNER, GradeOptions
 
     return GradeOptions(out=out, jobs=args.jobs, gpus=args.gpus, force=args.force, miou=args.miou,
-                        timeout=args.timeout, submission_timeout=args.submission_timeout,
+                        timeout=args.timeout, data_root=args.data_root, submission_timeout=args.submission_timeout,
                         runner=args.runner or DEFAULT_RUNNER, config_factory=args.runner_config,
                         progress=not args.no_progress, pdf=not args.no_pdf)
 

@@ -22,10 +22,10 @@ GPU tests, so CPU tests never wait for a GPU.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import sys
 import threading
@@ -55,11 +55,13 @@ class GradeOptions:
         gpus: CUDA device ids for the GPU pool; empty = no GPU tests.
         force: regrade students whose results are up to date.
         miou: where the trained-model mIoU test runs: ``none``, ``cpu`` or ``gpu``.
-        timeout: seconds per hidden test (passed to the runner), or ``None`` for its default.
+        timeout: seconds per request to the sandboxed worker (the runner's ``request_timeout``),
+            or ``None`` for its default.
+        data_root: CMP Facade data for the mIoU tests (``None``: the runner finds it).
         submission_timeout: seconds for a whole submission before its process is killed.
         runner: ``"module:function"`` with the signature of ``autograder.runner.grade_submission``.
         config_factory: ``"module:function"`` building the runner's config from
-            ``(options, gpu_lease)``; ``None`` uses :func:`runner_config`.
+            ``(options, gpu_lease, slot)``; ``None`` uses :func:`runner_config`.
         progress: show a tqdm progress bar.
         pdf: also print ``inline_answers.html`` to PDF (when Chromium is installed).
     """
@@ -68,8 +70,9 @@ class GradeOptions:
     jobs: int = 1
     gpus: list[int] = field(default_factory=list)
     force: bool = False
-    miou: str = "cpu"
+    miou: str = "none"
     timeout: float | None = None
+    data_root: Path | None = None
     submission_timeout: float = 1800.0
     runner: str = DEFAULT_RUNNER
     config_factory: str | None = None
@@ -87,7 +90,8 @@ class GradeOptions:
 
     def settings(self) -> dict:
         """The settings that change a grade; a stored result with other settings is regraded."""
-        return {"miou": self.miou, "timeout": self.timeout, "runner": self.runner}
+        return {"miou": self.miou, "timeout": self.timeout, "runner": self.runner,
+                "data_root": str(self.data_root) if self.data_root else None}
 
 
 # ----------------------------------------------------------------------------- GPU pool
@@ -99,8 +103,8 @@ class GpuLease:
     back to the pool when the block ends, whatever happens inside it.
     """
 
-    def __init__(self, queue):
-        self._queue = queue
+    def __init__(self, device_queue):
+        self._queue = device_queue
 
     @contextlib.contextmanager
     def __call__(self, timeout: float | None = None):
@@ -138,31 +142,27 @@ def load_callable(spec: str) -> Callable:
         raise ValueError(f"cannot load {spec!r}: {e}") from e
 
 
-def runner_config(options: GradeOptions, gpu_lease: GpuLease | None):
-    """``autograder.runner.RunnerConfig`` filled from the options (only the fields it has)."""
+def runner_config(options: GradeOptions, gpu_lease: GpuLease | None, slot: int):
+    """``autograder.runner.RunnerConfig`` from the options; ``slot`` is distinct per parallel job."""
     from autograder.runner import RunnerConfig
 
-    wanted = {"gpu_lease": gpu_lease, "miou": options.miou, "timeout": options.timeout,
-              "timeout_s": options.timeout}
-    names = {f.name for f in dataclasses.fields(RunnerConfig)} if dataclasses.is_dataclass(RunnerConfig) \
-        else set(wanted)
-    return RunnerConfig(**{k: v for k, v in wanted.items() if k in names and v is not None})
+    kw = {"miou_tier": options.miou, "gpu_lease": gpu_lease, "slot": slot}
+    if options.timeout is not None:
+        kw["request_timeout"] = options.timeout
+    if options.data_root is not None:
+        kw["data_root"] = Path(options.data_root)
+    return RunnerConfig(**kw)
 
 
 def rubric_tests() -> list[TestResult]:
-    """The rubric as zero-score ``TestResult`` s, from the runner when it can list it, else ``[]``."""
+    """The rubric (``autograder/rubric.toml``) as zero-score tests; ``[]`` if it cannot be read."""
     try:
-        runner = importlib.import_module("autograder.runner")
-    except ImportError:
+        from autograder.rubric import load_rubric
+
+        return [TestResult(e.name, e.part, 0.0, e.points, "error", "", e.visibility)
+                for e in load_rubric().values()]
+    except Exception:  # noqa: BLE001 - a failure result must still be written without it
         return []
-    for name in ("rubric_tests", "zero_tests", "empty_tests"):
-        fn = getattr(runner, name, None)
-        if callable(fn):
-            try:
-                return list(fn())
-            except Exception:  # noqa: BLE001 - the failure result must still be written
-                return []
-    return []
 
 
 def failure_result(student: str, message: str, template: list[TestResult],
@@ -193,8 +193,8 @@ def _watch_parent(parent_pid: int) -> None:
 EXIT_RUNNER_FAILED = 2
 
 
-def _worker(sub: Submission, options: GradeOptions, lease: GpuLease | None, sha: str, run_id: str,
-            parent_pid: int, template: list[TestResult]) -> None:
+def _worker(sub: Submission, options: GradeOptions, lease: GpuLease | None, slot: int, sha: str,
+            run_id: str, parent_pid: int, template: list[TestResult]) -> None:
     """Body of one worker process: grade ``sub`` and write its outputs.
 
     Exits with 0 when the runner produced the result, :data:`EXIT_RUNNER_FAILED` when it raised
@@ -208,7 +208,7 @@ def _worker(sub: Submission, options: GradeOptions, lease: GpuLease | None, sha:
             raise RuntimeError(sub.error)
         runner = load_callable(options.runner)
         factory = load_callable(options.config_factory) if options.config_factory else runner_config
-        result = runner(sub.student, dict(sub.notebooks), factory(options, lease))
+        result = runner(sub.student, dict(sub.notebooks), factory(options, lease, slot))
         if not isinstance(result, SubmissionResult):
             raise TypeError(f"the runner returned {type(result).__name__}, not SubmissionResult")
     except BaseException as e:  # noqa: BLE001 - every submission gets a result
@@ -217,7 +217,7 @@ def _worker(sub: Submission, options: GradeOptions, lease: GpuLease | None, sha:
         else:
             tb = traceback.format_exception_only(type(e), e)[-1].strip()
             message = f"the grader failed on this submission: {tb}"
-        result = failure_result(sub.student, message, template or rubric_tests())
+        result = failure_result(sub.student, message, template)
         result.wall_s = time.perf_counter() - t0
         reports.write_student_outputs(result, student_dir, submission_sha256=sha,
                                       settings=options.settings(), run_id=run_id)
@@ -263,27 +263,31 @@ def _copy_submission(sub: Submission, student_dir: Path) -> None:
     tmp.rename(dest)
 
 
-def _run_one(ctx, sub: Submission, options: GradeOptions, pool: GpuPool, sha: str, run_id: str,
-             template: list[TestResult]) -> tuple[SubmissionResult, bool]:
+def _run_one(ctx, sub: Submission, options: GradeOptions, pool: GpuPool, slots: queue.Queue, sha: str,
+             run_id: str, template: list[TestResult]) -> tuple[SubmissionResult, bool]:
     """Grade ``sub`` in its own process; returns ``(result, ok)`` where ``ok`` is False on a crash."""
     student_dir = options.out / sub.student
     student_dir.mkdir(parents=True, exist_ok=True)
     if sub.notebooks:
         _copy_submission(sub, student_dir)
-    proc = ctx.Process(target=_worker, args=(sub, options, pool.lease(), sha, run_id, os.getpid(), template),
-                       name=f"grade-{sub.student}", daemon=False)
-    t0 = time.perf_counter()
-    proc.start()
-    proc.join(options.submission_timeout)
-    reason = None
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        reason = f"grading took longer than {options.submission_timeout:g} s and was stopped"
-    elif proc.exitcode not in (0, EXIT_RUNNER_FAILED):
-        code = proc.exitcode
-        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        reason = f"the grading process died ({how})"
+    slot = slots.get()  # one sandbox slot per concurrent job (the runner maps it to a uid)
+    try:
+        proc = ctx.Process(target=_worker, name=f"grade-{sub.student}", daemon=False,
+                           args=(sub, options, pool.lease(), slot, sha, run_id, os.getpid(), template))
+        t0 = time.perf_counter()
+        proc.start()
+        proc.join(options.submission_timeout)
+        reason = None
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            reason = f"grading took longer than {options.submission_timeout:g} s and was stopped"
+        elif proc.exitcode not in (0, EXIT_RUNNER_FAILED):
+            code = proc.exitcode
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            reason = f"the grading process died ({how})"
+    finally:
+        slots.put(slot)
     path = student_dir / reports.RESULTS_JSON
     if reason is None:
         try:
@@ -324,8 +328,9 @@ def grade_all(submissions: list[Submission], options: GradeOptions, log=print) -
         log(f"skipping {len(summary.skipped)} up-to-date result(s) (use --force to regrade): "
             + ", ".join(summary.skipped))
 
-    # The zero-result template for crashed workers: the runner's rubric, else any earlier result's tests.
-    template = rubric_tests()
+    # The zero-result template for crashed workers: the rubric (for the real runner), else the tests
+    # of an earlier result, else those of the first result of this run (filled in at the end).
+    template = rubric_tests() if options.runner == DEFAULT_RUNNER else []
     if not template:
         for p in sorted(out.glob(f"*/{reports.RESULTS_JSON}")):
             with contextlib.suppress(ValueError):
@@ -336,13 +341,16 @@ def grade_all(submissions: list[Submission], options: GradeOptions, log=print) -
     template = list(template)  # shared with the threads: filled by the first result with tests
     untested: list = []
     shas = {sub.student: sha for sub, sha in todo}
+    slots: queue.Queue = queue.Queue()
+    for i in range(options.jobs):
+        slots.put(i)
     ctx = mp.get_context("spawn")
     pool = GpuPool(options.gpus, ctx)
     bar = tqdm(total=len(todo), unit="submission", disable=not options.progress or not todo,
                file=sys.stderr, dynamic_ncols=True)
     try:
         with ThreadPoolExecutor(max_workers=options.jobs) as ex:
-            futures = {ex.submit(_run_one, ctx, sub, options, pool, sha, run_id, template): sub
+            futures = {ex.submit(_run_one, ctx, sub, options, pool, slots, sha, run_id, template): sub
                        for sub, sha in todo}
             for fut in as_completed(futures):
                 sub = futures[fut]

@@ -57,16 +57,18 @@ def fake_runner(student: str, notebooks: dict, config) -> SubmissionResult:
     )
 
 
-def fake_config(options, lease):
+def fake_config(options, lease, slot):
+    assert 0 <= slot < options.jobs
     return {"lease": lease, "miou": options.miou}
 
 
 def write_notebook(path: Path, text: str) -> Path:
-    import nbformat  # here, not at the top: the worker processes import this module, keep them light
-
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(text)])
+    """A minimal nbformat-4 notebook with one code cell (plain JSON: nbformat is slow to import)."""
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+                     "outputs": [], "source": text}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
+    path.write_text(json.dumps(nb))
     return path
 
 
@@ -132,10 +134,10 @@ def test_resume_skips_up_to_date_and_force_regrades(tmp_path, runner_log):
     assert {r.student: r.score for r in s.results} == {"alice": 5.0, "bob": 2.0}
 
     # other settings are a different grade: regraded
-    s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(out, miou="none"), log=lambda *a: None)
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(out, miou="cpu"), log=lambda *a: None)
     assert sorted(s.graded) == ["alice", "bob"]
 
-    s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(out, miou="none", force=True),
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(out, miou="cpu", force=True),
                         log=lambda *a: None)
     assert sorted(s.graded) == ["alice", "bob"] and s.skipped == []
     assert len(list(csv.DictReader((out / "grades.csv").open()))) == 2
