@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +205,7 @@ def read_label_names(root: str | os.PathLike | None = None) -> tuple[str, ...]:
     path = find_data_root(root) / "label_names.txt"
     try:
         rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        names = dict((int(r[0]), r[1]) for r in rows)
+        names = {int(r[0]): r[1] for r in rows}
         return tuple(names[v] for v in range(1, N_CLASSES + 1))
     except (OSError, ValueError, IndexError, KeyError) as err:
         raise DataError(f"cannot read class names from {path}: {err!r}") from err
@@ -256,9 +257,14 @@ def _cache_key(root: Path, image_id: str, max_side: int | None) -> str:
 def _load_disk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(path) as npz:
-            return npz["image"], npz["target"]
-    except Exception:  # a damaged cache entry is just a miss; it is rewritten below
+            image, target = npz["image"], npz["target"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged entry: a miss, rewritten
         return None
+    ok = (
+        image.dtype == np.uint8 and target.dtype == np.uint8 and image.ndim == 3
+        and image.shape[2] == 3 and image.shape[:2] == target.shape and int(target.max()) < N_CLASSES
+    )
+    return (image, target) if ok else None
 
 
 def _save_disk(path: Path, image: np.ndarray, target: np.ndarray) -> None:

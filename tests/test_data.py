@@ -286,7 +286,7 @@ def test_cache_key_follows_file_bytes_and_max_side(tmp_path, sample_root, cache_
 
 def test_damaged_cache_entry_is_rewritten(sample_root, cache_tmp, count_decodes):
     ref = data.load_split("test", sample_root)
-    victim = sorted(cache_tmp.rglob("*.npz"))[0]
+    victim = min(cache_tmp.rglob("*.npz"))
     victim.write_bytes(b"garbage")
     data.clear_memory_cache()
     again = data.load_split("test", sample_root)
