@@ -3,7 +3,7 @@
 Each ``check_*`` function takes your class or function, tests it on small inputs (on the CPU, in a
 few seconds), prints one ``✓ ...`` line per passed check and raises ``AssertionError`` with a
 message that says what is wrong and what to look at on the first failed one. Passing these checks
-does not guarantee full marks: the autograder runs more tests.
+does not guarantee full marks: more tests are run after you hand in.
 
 Sources: Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic Segmentation",
 CVPR 2015 (FCN-32s, FCN-8s; layer names as in the authors' Caffe models and
