@@ -1,0 +1,126 @@
+"""Write this grader's scores into an nbgrader gradebook, for formgrader.
+
+``python -m autograder export-gradebook --results DIR --course COURSE_DIR``.
+
+The course folder is the one :mod:`autograder.release` builds (``nbgrader generate_assignment``
+has created the assignment, its notebooks and grade cells in ``gradebook.db``). For every
+``DIR/<student>/results.json``:
+
+* the student and the submission are created (``Gradebook.update_or_create_student``,
+  ``Gradebook.add_submission``; an existing submission is reused);
+* each rubric part ``P`` goes to the autograded test cell ``check_P`` of the notebook that holds
+  it: ``Grade.auto_score`` = the part's points, ``needs_manual_grade`` = False, and the cell's
+  ``max_score`` is set to the part's maximum (the release's check cells carry 0 points: the
+  rubric, not the notebook, holds the points);
+* the per-test verdicts and messages become the ``auto_comment`` of the answer cell ``P``;
+* the inline-answer (manual) cells are left alone for formgrader;
+* the graded notebooks (``DIR/<student>/submission/*.ipynb``) are copied to
+  ``COURSE_DIR/autograded/<student>/<assignment>/`` so that formgrader can show them.
+
+A part with no ``check_<part>`` cell (e.g. ``training``) is reported, not silently dropped.
+Nbgrader API: https://nbgrader.readthedocs.io/en/stable/api/gradebook.html
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from autograder import reports
+from autograder.results import SubmissionResult
+
+
+def course_id_of(course: Path) -> str:
+    """The ``CourseDirectory.course_id`` set in ``course/nbgrader_config.py`` (else nbgrader's default)."""
+    cfg = course / "nbgrader_config.py"
+    if cfg.is_file():
+        m = re.search(r"course_id\s*=\s*['\"]([^'\"]+)['\"]", cfg.read_text(encoding="utf-8"))
+        if m:
+            return m.group(1)
+    return "default_course"
+
+
+def _comment(result: SubmissionResult, part: str) -> str:
+    lines = [f"Autograder ({result.isolation or 'isolation unknown'}):"]
+    for t in result.tests:
+        if t.part != part:
+            continue
+        pts = "not run" if t.status == "not_run" else f"{reports.fmt(t.score)}/{reports.fmt(t.max_score)}"
+        lines.append(f"- {t.name}: {reports.STATUS_WORDS[t.status]} ({pts})")
+        if t.output and t.status != "passed":
+            lines += [f"    {line}" for line in t.output.splitlines()]
+    return "\n".join(lines)
+
+
+def export_gradebook(results_dir: str | Path, course: str | Path, assignment: str = "fcn_segmentation",
+                     copy_notebooks: bool = True, log=print) -> int:
+    """Write every result under ``results_dir`` into ``course/gradebook.db``; returns the student count.
+
+    Raises:
+        FileNotFoundError: no ``gradebook.db`` in ``course`` (run ``python -m autograder release``).
+        ValueError: the assignment is not in the gradebook, or there are no results.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    results_dir, course = Path(results_dir), Path(course)
+    db = course / "gradebook.db"
+    if not db.is_file():
+        raise FileNotFoundError(f"{db} does not exist: build the course with `python -m autograder release`")
+    results = reports.load_all_results(results_dir)
+    if not results:
+        raise ValueError(f"{results_dir}: no <student>/results.json to export")
+
+    # The largest maximum each part had (over students whose tests ran): the check cells' max_score.
+    part_max: dict[str, float] = {}
+    for r in results:
+        for part, (_, m) in r.part_scores().items():
+            part_max[part] = max(part_max.get(part, 0.0), m)
+
+    with Gradebook(f"sqlite:///{db.resolve()}", course_id=course_id_of(course)) as gb:
+        try:
+            asg = gb.find_assignment(assignment)
+        except MissingEntry:
+            raise ValueError(f"{db}: no assignment {assignment!r}; run `nbgrader generate_assignment "
+                             f"{assignment}` in {course}") from None
+        cell_of: dict[str, tuple[str, str]] = {}  # part -> (notebook, grade cell)
+        answer_of: dict[str, tuple[str, str]] = {}  # part -> (notebook, solution cell)
+        for nb in asg.notebooks:
+            for gc in nb.grade_cells:
+                if gc.name.startswith("check_"):
+                    cell_of[gc.name[len("check_"):]] = (nb.name, gc.name)
+            for sc in nb.solution_cells:
+                answer_of[sc.name] = (nb.name, sc.name)
+        unmapped = sorted(set(part_max) - set(cell_of))
+        if unmapped:
+            log(f"note: part(s) {', '.join(unmapped)} have no check_<part> cell in the gradebook; "
+                "their points are in grades.csv only")
+        for part, (nb_name, cell) in cell_of.items():
+            if part in part_max:
+                gb.update_or_create_grade_cell(cell, nb_name, assignment, max_score=part_max[part])
+
+        for r in results:
+            gb.update_or_create_student(r.student)
+            try:
+                gb.find_submission(assignment, r.student)
+            except MissingEntry:
+                gb.add_submission(assignment, r.student)
+            parts = r.part_scores()
+            for part, (nb_name, cell) in cell_of.items():
+                if part not in parts:
+                    continue
+                grade = gb.find_grade(cell, nb_name, assignment, r.student)
+                grade.auto_score = parts[part][0]
+                grade.needs_manual_grade = grade.manual_score is not None
+                if part in answer_of:
+                    a_nb, a_cell = answer_of[part]
+                    gb.find_comment(a_cell, a_nb, assignment, r.student).auto_comment = _comment(r, part)
+            gb.db.commit()
+            if copy_notebooks:
+                src = results_dir / r.student / "submission"
+                if src.is_dir():
+                    dest = course / "autograded" / r.student / assignment
+                    dest.mkdir(parents=True, exist_ok=True)
+                    for nb_file in src.glob("*.ipynb"):
+                        shutil.copyfile(nb_file, dest / nb_file.name)
+    return len(results)
