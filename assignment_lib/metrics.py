@@ -50,7 +50,7 @@ def _is_integer(t: torch.Tensor) -> bool:
 def _check_range(values: torch.Tensor, n_classes: int, name: str, ignore_index) -> None:
     if values.numel() == 0:
         return
-    lo, hi = int(values.min()), int(values.max())
+    lo, hi = (int(v) for v in torch.aminmax(values))  # one pass
     if lo < 0 or hi >= n_classes:
         bad = values[(values < 0) | (values >= n_classes)].unique()[:5].tolist()
         extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
@@ -111,14 +111,20 @@ def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = No
         raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape "
                          f"{tuple(target.shape)}")
 
+    n2 = n_classes * n_classes
     pred = pred.reshape(-1).long()
     target = target.reshape(-1).long()
-    if ignore_index is not None:
-        keep = target != ignore_index
-        pred, target = pred[keep], target[keep]
+    # No boolean indexing (it copies and is slow): ignored pixels are sent to an extra bin n**2.
+    ignored = None if ignore_index is None else target == ignore_index
+    if ignored is not None:
+        target = torch.where(ignored, 0, target)
+        pred = torch.where(ignored, 0, pred)
     _check_range(target, n_classes, "target", ignore_index)
     _check_range(pred, n_classes, "pred", None)
-    counts = torch.bincount(n_classes * target + pred, minlength=n_classes * n_classes)
+    index = torch.add(pred, target, alpha=n_classes)  # n_classes * target + pred
+    if ignored is not None:
+        index.masked_fill_(ignored, n2)
+    counts = torch.bincount(index, minlength=n2 + 1)[:n2]
     return counts.reshape(n_classes, n_classes)
 
 
