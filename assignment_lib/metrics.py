@@ -23,13 +23,13 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "SegmentationMetrics",
     "confusion_matrix",
-    "pixel_accuracy",
-    "mean_pixel_accuracy",
+    "frequency_weighted_iou",
     "iou_per_class",
     "mean_iou",
-    "frequency_weighted_iou",
-    "SegmentationMetrics",
+    "mean_pixel_accuracy",
+    "pixel_accuracy",
 ]
 
 

@@ -21,12 +21,12 @@ from matplotlib.patches import Patch
 from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, PALETTE
 
 __all__ = [
-    "colorize",
     "class_legend_handles",
-    "show_samples",
-    "plot_history",
+    "colorize",
     "plot_confusion_matrix",
+    "plot_history",
     "plot_iou_bars",
+    "show_samples",
 ]
 
 #: Colour of pixels with ``IGNORE_INDEX`` (no label).

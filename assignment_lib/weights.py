@@ -31,13 +31,13 @@ import torch
 from torch import nn
 
 __all__ = [
+    "KNOWN_SHA256",
     "VGG16_CONV_NAMES",
     "VGG16_FEATURE_INDICES",
-    "KNOWN_SHA256",
     "WeightsError",
+    "copy_vgg16_weights",
     "find_vgg16_weights",
     "load_vgg16_state_dict",
-    "copy_vgg16_weights",
 ]
 
 #: The 13 convolutions of VGG-16 as named in the FCN paper / pytorch-fcn.
@@ -140,7 +140,7 @@ def find_vgg16_weights(path=None, *, download: bool = False) -> Path:
             # writes to a temporary file and moves it into place only when the hash matches
             torch.hub.download_url_to_file(TORCHVISION_URL, str(cached),
                                            hash_prefix=KNOWN_SHA256[TORCHVISION_FILE])
-        except Exception as exc:  # noqa: BLE001 - any network failure gets the same advice
+        except Exception as exc:
             raise RuntimeError(f"could not download {TORCHVISION_URL}: {exc}\n{_HOW_TO_GET}") from exc
         finally:
             socket.setdefaulttimeout(old)
@@ -220,7 +220,7 @@ def load_vgg16_state_dict(path=None, *, download: bool = False, verify: bool = T
         _verify_checksum(p)
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+    except Exception as exc:
         raise WeightsError(f"{p} could not be read as a torch state dict: {exc}") from exc
     return _check_state_dict(sd, str(p))
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from assignment_lib.metrics import confusion_matrix  # noqa: E402
+from assignment_lib.metrics import confusion_matrix
 
 N_CLASSES = 12
 IGNORE = 255

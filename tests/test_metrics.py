@@ -38,7 +38,7 @@ def np_scores(hist: np.ndarray) -> dict:
         mean_iu = np.nanmean(iu)
         freq = hist.sum(1) / hist.sum()
         fwavacc = (freq[freq > 0] * iu[freq > 0]).sum()
-    return dict(acc=acc, acc_cls=acc_cls, iu=iu, mean_iu=mean_iu, fwavacc=fwavacc)
+    return {"acc": acc, "acc_cls": acc_cls, "iu": iu, "mean_iu": mean_iu, "fwavacc": fwavacc}
 
 
 def random_batch(seed, n_classes=5, shape=(3, 17, 23), ignore_index=None, absent=()):

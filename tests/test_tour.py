@@ -19,17 +19,17 @@ def test_tour_on_sample(sample_root, tmp_path, capsys):
 
     rows = {}
     for name in CLASS_NAMES:
-        m = re.search(rf"^\s*\d+ {name}\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%", text, re.M)
+        m = re.search(rf"^\s*\d+ {name}\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%", text, re.MULTILINE)
         assert m, f"no table row for {name}"
         rows[name] = [float(v) for v in m.groups()]
     shares = np.array(list(rows.values()))  # (class, split) in percent
     np.testing.assert_allclose(shares.sum(0), 100, atol=0.05)
-    images = re.search(r"^images\s+(\d+)\s+(\d+)\s+(\d+)", text, re.M).groups()
+    images = re.search(r"^images\s+(\d+)\s+(\d+)\s+(\d+)", text, re.MULTILINE).groups()
     assert [int(v) for v in images] == [len(split_ids(s, sample_root)) for s in tour.SPLITS]
 
     # "always facade": pixel accuracy = facade share of val; IoU(facade) = that share too, the
     # other classes present in val get IoU 0, absent ones are left out of the mean.
-    m = re.search(r'^"always facade"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)', text, re.M)
+    m = re.search(r'^"always facade"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)', text, re.MULTILINE)
     pix, mean_acc, miou, _ = (float(v) for v in m.groups())
     facade_val = rows["facade"][1] / 100
     present = int((shares[:, 1] > 0).sum())

@@ -6,14 +6,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-from assignment_lib import viz  # noqa: E402
-from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, PALETTE  # noqa: E402
-from assignment_lib.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from assignment_lib import viz
+from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, PALETTE
+from assignment_lib.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def render(fig, path):
