@@ -75,6 +75,7 @@ KNOWN_SHA256 = {
         "8e429f483278af868e252ad2e19e9979d18345c3dc4f6161d41e401d9352f7ea",
 }
 
+#: = ``torchvision.models.VGG16_Weights.IMAGENET1K_V1.url`` (checked by the tests).
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 TORCHVISION_FILE = "vgg16-397923af.pth"
 

@@ -196,3 +196,9 @@ def test_student_errors_teach():
     full = synthetic_state_dict(full=True, classifier_zeros=True)
     with pytest.raises(ValueError, match="fc6 has weight 16x512x7x7 but VGG-16 has 4096x512x7x7"):
         W.copy_vgg16_weights(small_fcn(), full)
+
+
+def test_torchvision_names_match_torchvision():
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert url == W.TORCHVISION_URL and url.endswith("/" + W.TORCHVISION_FILE)
+    assert W.TORCHVISION_FILE.split("-")[1].startswith(W.KNOWN_SHA256[W.TORCHVISION_FILE])
