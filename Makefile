@@ -6,6 +6,16 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup demo test lint bench clean
 
+# Course machines keep the full data set and offline weights in ../shared: use them when present
+# (an explicit CMP_FACADE_ROOT / VGG16_WEIGHTS in the environment wins). Never copied.
+SHARED := $(abspath ../shared)
+ifneq ($(wildcard $(SHARED)/datasets/cmp_facade/base),)
+export CMP_FACADE_ROOT ?= $(SHARED)/datasets/cmp_facade
+endif
+ifneq ($(wildcard $(SHARED)/weights/vgg16_imagenet1k_v1_features.pth),)
+export VGG16_WEIGHTS ?= $(SHARED)/weights/vgg16_imagenet1k_v1_features.pth
+endif
+
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
