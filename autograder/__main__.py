@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     d.add_argument("--jobs", type=_positive_int, default=2)
     d.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none")
-    d.add_argument("--timeout", type=float, default=None, metavar="S")
+    d.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds per request to the sandboxed code (default 30: the broken student's "
+                        "infinite loop is stopped after this)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
 
