@@ -26,13 +26,13 @@ def demo(tmp_path_factory, repo_root):
     return out, proc.stdout, results
 
 
-def tests_of(result: dict) -> dict[str, dict]:
+def by_name(result: dict) -> dict[str, dict]:
     return {t["name"]: t for t in result["tests"]}
 
 
 def test_reference_gets_full_marks_on_every_test_that_ran(demo):
     _, _, results = demo
-    tests = tests_of(results["reference"])
+    tests = by_name(results["reference"])
     assert set(tests) == set(load_rubric())
     ran = [t for t in tests.values() if t["extra_data"]["status"] != "not_run"]
     assert ran and all(t["score"] == t["max_score"] > 0 for t in ran), [t for t in ran if t["score"] < t["max_score"]]
@@ -43,7 +43,7 @@ def test_reference_gets_full_marks_on_every_test_that_ran(demo):
 
 def test_partly_wrong_loses_exactly_what_its_bugs_deserve(demo):
     _, _, results = demo
-    tests, ref = tests_of(results["partly_wrong"]), tests_of(results["reference"])
+    tests, ref = by_name(results["partly_wrong"]), by_name(results["reference"])
     lost = {n for n, t in tests.items() if t["score"] < ref[n]["score"]}
     # crop offset 18: right output size, wrong values; padding bug: wrong for odd k - s and no ValueError
     assert lost == {"test_fcn32s_same_weights", "test_transposed_conv_padding_stride2",
@@ -58,7 +58,7 @@ def test_partly_wrong_loses_exactly_what_its_bugs_deserve(demo):
 def test_broken_scores_zero_on_what_it_breaks_with_messages(demo):
     _, _, results = demo
     r = results["broken"]
-    tests, ref = tests_of(r), tests_of(results["reference"])
+    tests, ref = by_name(r), by_name(results["reference"])
     for name, t in tests.items():
         if name.startswith(("test_fcn8s", "test_soft_iou")) and t["extra_data"]["status"] != "not_run":
             assert t["score"] == 0, name
