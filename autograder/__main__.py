@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_grade)
 
     d = sub.add_parser("demo", help="release, make 3 sample submissions, grade them, print the scores")
-    d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    d.add_argument("--out", default="grading_out/demo", help="output folder (default: grading_out/demo)")
     d.add_argument("--jobs", type=_positive_int, default=2)
     d.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none")
     d.add_argument("--timeout", type=float, default=30.0, metavar="S",

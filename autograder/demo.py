@@ -47,7 +47,7 @@ def _bug(text: str, old: str, new: str, what: str) -> str:
     return text.replace(old, new)
 
 
-PADDING_BUG = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.S)
+PADDING_BUG = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.DOTALL)
 
 
 def student_cells(student: str, solutions: dict[str, str]) -> dict[str, str]:
@@ -103,7 +103,7 @@ def make_submissions(release_dir: Path, source_dir: Path, expected_path: Path, o
     return zips
 
 
-def run_demo(out: str | Path = "demo_out", jobs: int = 2, miou: str = "none", timeout: float | None = 30.0,
+def run_demo(out: str | Path = "grading_out/demo", jobs: int = 2, miou: str = "none", timeout: float | None = 30.0,
              progress: bool = True, log=print) -> int:
     """Release, make the three submissions, grade them, print the scores; returns 0 (an exit code)."""
     from autograder import release as release_mod

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -45,7 +46,7 @@ CHROMIUM_FLAGS = (
 
 def fmt(x: float) -> str:
     """Points for people: ``3`` not ``3.0``, ``2.5`` stays, at most 2 decimals."""
-    return f"{x:.2f}".rstrip("0").rstrip(".") if x == x else "nan"
+    return f"{x:.2f}".rstrip("0").rstrip(".") if not math.isnan(x) else "nan"
 
 
 def _env():
@@ -185,7 +186,7 @@ def score_table(results: list[SubmissionResult]) -> str:
         cells = [f"{fmt(s)}/{fmt(m)}" for s, m in (ps.get(p, (0.0, 0.0)) for p in parts)]
         rows.append([r.student, *cells, f"{fmt(r.score)}/{fmt(r.max_score)}"])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -226,7 +227,7 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, timeout: float = 12
         cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
                f"--print-to-pdf={tmp_pdf}", html_path.as_uri()]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             tmp_pdf.unlink(missing_ok=True)
             return False, f"PDF skipped: Chromium failed ({e})"
@@ -251,7 +252,7 @@ def write_class_reports(out_dir: str | Path, pdf: bool = True) -> dict[str, str]
     atomic_write_text(out_dir / INLINE_HTML, inline_answers_html(results))
     written["inline_answers"] = str(out_dir / INLINE_HTML)
     if pdf:
-        ok, msg = html_to_pdf(out_dir / INLINE_HTML, out_dir / INLINE_PDF)
+        _, msg = html_to_pdf(out_dir / INLINE_HTML, out_dir / INLINE_PDF)
         written["inline_answers_pdf"] = msg
     else:
         written["inline_answers_pdf"] = "PDF skipped: not asked for"
