@@ -197,7 +197,8 @@ def submission(grading, request):
                  total_budget=grading.get("total_budget", 1200),
                  memory_bytes=grading.get("memory_bytes", 10 * 2**30),
                  threads=grading.get("threads", 1), device=grading.get("device"),
-                 use_bwrap=grading.get("use_bwrap"))
+                 use_bwrap=grading.get("use_bwrap"),
+                 start_timeout=grading.get("start_timeout", grading.get("request_timeout", 120) + 30))
     request.config._grading_problems = problems
     request.config._grading_isolation = sb.isolation
     request.config._grading_events = sb.events

@@ -1,0 +1,67 @@
+"""Reading submissions, integrity checks against the source, inline answers."""
+
+import copy
+
+import nbformat
+import pytest
+
+from autograder.notebook import (SubmissionError, cells_by_grade_id, check_integrity,
+                                 inline_answers, read_notebook)
+
+SRC = "notebooks/fcn_segmentation.ipynb"
+
+
+@pytest.fixture
+def source(repo_root):
+    return read_notebook(repo_root / SRC)
+
+
+def test_bad_files_give_student_messages(tmp_path):
+    (tmp_path / "a.ipynb").write_text("{not json")
+    with pytest.raises(SubmissionError, match="not valid JSON"):
+        read_notebook(tmp_path / "a.ipynb")
+    (tmp_path / "b.ipynb").write_text('{"hello": 1}')
+    with pytest.raises(SubmissionError, match="not a Jupyter notebook"):
+        read_notebook(tmp_path / "b.ipynb")
+    with pytest.raises(SubmissionError, match="missing"):
+        read_notebook(tmp_path / "c.ipynb")
+
+
+def test_unchanged_notebook_has_no_problems(source):
+    assert check_integrity(copy.deepcopy(source), source) == []
+    assert {"fcn_imports", "fcn32s", "check_fcn32s", "q1_pretrained"} <= set(cells_by_grade_id(source))
+
+
+def test_deleted_renamed_and_edited_cells_are_reported(source):
+    sub = copy.deepcopy(source)
+    cells = cells_by_grade_id(sub)
+    sub.cells.remove(cells["fcn8s"])
+    cells["fcn32s"].metadata.nbgrader["grade_id"] = "my_fcn"
+    cells["check_fcn32s"].source = "pass  # tests removed"
+    cells["fcn_imports"].source += "\nimport os"
+    problems = "\n".join(check_integrity(sub, source))
+    assert "'fcn8s' is missing" in problems
+    assert "'fcn32s' is missing" in problems
+    assert "locked cell 'check_fcn32s' was edited" in problems
+    assert "locked cell 'fcn_imports' was edited" in problems
+
+
+def test_answer_cells_may_change(source):
+    sub = copy.deepcopy(source)
+    cells_by_grade_id(sub)["fcn32s"].source = "class FCN32s: pass"
+    assert check_integrity(sub, source) == []
+
+
+def test_inline_answers_take_question_and_points_from_source(source):
+    sub = copy.deepcopy(source)
+    cells = cells_by_grade_id(sub)
+    cells["q1_pretrained"].source = "Because features transfer."
+    cells["q1_pretrained"].metadata.nbgrader["points"] = 100  # the student cannot change points
+    sub.cells.remove(cells["q2_fcn32s_vs_fcn8s"])
+    answers = inline_answers(sub, source)
+    assert [a.grade_id for a in answers][:2] == ["q1_pretrained", "q2_fcn32s_vs_fcn8s"]
+    assert answers[0].answer == "Because features transfer."
+    assert answers[0].question.startswith("**Question 1.**")
+    assert answers[0].points == 2.0
+    assert answers[1].answer == ""
+    assert len(answers) == 5
