@@ -338,7 +338,8 @@ def _autocast(device: torch.device, enabled: bool):
 def freeze_layers(model: torch.nn.Module, prefixes: Sequence[str]) -> list[str]:
     """Set ``requires_grad=False`` on every parameter whose name starts with one of ``prefixes``
     (a prefix matches a whole name component: ``"conv1_1"`` matches ``conv1_1.weight``, not
-    ``conv1_10.weight``).
+    ``conv1_10.weight``) and ``requires_grad=True`` on all others, so that the list is the whole
+    truth (a second :func:`fit` with ``freeze=[]`` fine-tunes everything again).
 
     Returns:
         The names of the frozen parameters.
@@ -355,9 +356,9 @@ def freeze_layers(model: torch.nn.Module, prefixes: Sequence[str]) -> list[str]:
             raise ValueError(f"freeze: no parameter of {type(model).__name__} is named {prefix!r}; "
                              f"check the layer names (the model has {layers})")
         frozen.extend(hits)
-    params = dict(model.named_parameters())
-    for n in frozen:
-        params[n].requires_grad_(False)
+    frozen_set = set(frozen)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in frozen_set)
     return frozen
 
 
@@ -479,7 +480,7 @@ def fit(
     row_every = config.eval_every or per_epoch
     history = History()
     order: list[int] = []
-    losses: list[float] = []
+    loss_sum, n_losses = None, 0
     start = time.perf_counter()
 
     bar = None
@@ -511,31 +512,35 @@ def fit(
                                  f"{tuple(images.shape)}; expected (N, n_classes, H, W) with the "
                                  "input's H and W (check the final crop / upsampling)")
             loss = loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise ValueError(f"the loss is {loss.item()} at step {step}: lower the learning rate "
-                                 "or check the loss function")
+            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                raise ValueError(f"the loss function must return a scalar tensor, got {loss!r:.80}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(loss.item())
+            # summed on the device: no host synchronisation per step (checked at every row)
+            loss_sum = loss.detach().float() if loss_sum is None else loss_sum + loss.detach().float()
+            n_losses += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
 
             if step % row_every == 0 or step == total:
+                mean_loss = (loss_sum / n_losses).item()
+                if not math.isfinite(mean_loss):
+                    raise ValueError(f"the training loss is {mean_loss} between steps "
+                                     f"{step - n_losses + 1} and {step}: lower the learning rate "
+                                     "or check the loss function")
+                loss_sum, n_losses = None, 0
                 val = {"pixel_accuracy": float("nan"), "mean_iou": float("nan")}
                 if val_data is not None:
                     val = evaluate(model, val_data, n_classes=config.n_classes, device=dev,
                                    max_side=config.max_side, amp=config.amp)
                 history.append(step=step, epoch=step * config.batch_size / len(train),
-                               train_loss=float(np.mean(losses)),
+                               train_loss=mean_loss,
                                val_pixel_accuracy=float(val["pixel_accuracy"]),
                                val_mean_iou=float(val["mean_iou"]), lr=lr,
                                seconds=time.perf_counter() - start)
-                losses = []
-                if bar is not None and val_data is not None:
-                    bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}",
-                                    val_miou=f"{history['val_mean_iou'][-1]:.3f}")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", val_miou=f"{history['val_mean_iou'][-1]:.3f}")
                 if config.checkpoint:
                     save_checkpoint(config.checkpoint, model, config, history)
     finally:

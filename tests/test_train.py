@@ -102,6 +102,9 @@ def test_frozen_layers_do_not_change_and_are_not_optimised(few_images, monkeypat
     assert not torch.equal(before["score_fr.weight"], after["score_fr.weight"])
     ids = {id(p) for p in seen["params"]}
     assert id(model.conv1_1.weight) not in ids and id(model.score_fr.weight) in ids
+    # the freeze list is the whole truth: a second fit with freeze=[] trains conv1_1 again
+    T.fit(model, few_images, _cfg(steps=2), progress=False)
+    assert not torch.equal(after["conv1_1.weight"], model.conv1_1.weight.detach())
 
 
 def test_freeze_prefix_that_matches_nothing_is_an_error(few_images):
