@@ -423,7 +423,7 @@ class Sandbox:
         try:
             return self._roundtrip({"op": op, **payload},
                                    self.request_timeout if timeout is None else timeout)
-        except SandboxError as err:
+        except (WorkerTimeout, WorkerCrashed, BadResponse, BudgetExceeded) as err:
             self.events.append(f"request '{op}': {err}")
             raise
 

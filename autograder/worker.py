@@ -260,7 +260,7 @@ def main():
         try:
             resp = {"ok": True, "result": _plain(OPS[req["op"]](req))}
         except BaseException:
-            resp = {"ok": False, "error": _tb(limit_to_cell=False)}
+            resp = {"ok": False, "error": _tb()}
         tmp = os.path.join(_SCRATCH, f".resp_{n}.tmp")
         _save(resp, tmp)
         _os_replace(tmp, os.path.join(_SCRATCH, f"resp_{n}.pt"))
