@@ -64,8 +64,7 @@ def test_outputs_stripped(repo_root, name):
 @pytest.fixture(scope="module")
 def smoke_env(repo_root, full_data_root, vgg16_features_path, tmp_path_factory):
     return {"PYTHONPATH": str(repo_root), "ASSIGNMENT_SMOKE": "1", "CMP_FACADE_ROOT": str(full_data_root),
-            "VGG16_WEIGHTS": str(vgg16_features_path), "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
-            "MPLBACKEND": "Agg"}
+            "VGG16_WEIGHTS": str(vgg16_features_path), "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 
 
 _elapsed: dict[str, float] = {}

@@ -134,7 +134,6 @@ def test_release_notebook_stops_at_first_stub(released, name, first_stub_check, 
     monkeypatch.setenv("ASSIGNMENT_SMOKE", "1")
     monkeypatch.setenv("CMP_FACADE_ROOT", str(sample_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("FCN_KIT_CACHE", str(tmp_path / "cache"))
     nb = nbformat.read(released.bundle / name, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
