@@ -68,7 +68,7 @@ def test_fit_lowers_the_loss_on_real_images(few_images):
     model = TinyNet()
     cfg = _cfg(steps=20, eval_every=10, scale=(1.0, 1.0), hflip=False, crop_size=64)
     hist = T.fit(model, few_images, cfg, val_data=few_images[:2], progress=False)
-    assert hist["train_loss"][-1] < 0.8 * hist["train_loss"][0], hist["train_loss"]
+    assert hist["train_loss"][-1] < 0.9 * hist["train_loss"][0], hist["train_loss"]
     assert all(0 <= v <= 1 for v in hist["val_mean_iou"])
 
 
