@@ -72,8 +72,10 @@ def test_soft_iou_loss_values(submission, reference, partial):
 def test_soft_iou_loss_gradient(submission, reference, partial):
     submission.require("soft_iou_loss")
     cases = _cases(seed=11)[:3]
-    for c in cases:
-        c["gradcheck"] = True
+    g = torch.Generator().manual_seed(13)  # gradcheck perturbs every input: keep its case tiny
+    cases.append({"logits": torch.randn(1, 12, 2, 3, generator=g, dtype=torch.float64),
+                  "target": torch.randint(0, 12, (1, 2, 3), generator=g),
+                  "kwargs": {"smooth": 1e-6}, "gradcheck": True})
     res = submission.request("loss_grad", name="soft_iou_loss", cases=cases)["cases"]
     problems = []
     for case, r in zip(cases, res):
@@ -90,7 +92,7 @@ def test_soft_iou_loss_gradient(submission, reference, partial):
                                                             rtol=1e-4, atol=1e-7):
             problems.append(f"{_describe(case)}: the gradient w.r.t. the logits differs from the "
                             "reference's")
-        elif r.get("gradcheck") is not True:
+        elif case.get("gradcheck") and r.get("gradcheck") is not True:
             problems.append(f"{_describe(case)}: torch.autograd.gradcheck fails on your function: "
                             f"{r.get('gradcheck_error', '')[:300]}")
     partial(1 - len(problems) / len(cases))
