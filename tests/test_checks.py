@@ -71,17 +71,23 @@ def test_padding_and_loss_reference_pass(up_cells, capsys):
 
 # ---------------------------------------------------------------- FCN mistakes
 
-def test_fcn32s_wrong_crop_offset(fcn_cells):
+@pytest.fixture
+def one_small_size(monkeypatch):
+    """Mistakes caught by the forward pass: one small odd input is enough (and faster)."""
+    monkeypatch.setattr(checks, "_SIZES", ((1, 21, 29),))
+
+
+def test_fcn32s_wrong_crop_offset(fcn_cells, one_small_size):
     bad = fcn(fcn_cells, "FCN32s", ("19:19 + x.size(2), 19:19 + x.size(3)",
                                     "0:0 + x.size(2), 0:0 + x.size(3)"))
     with pytest.raises(AssertionError, match=r"cropped at offset \(0, 0\).*line the result up"):
         checks.check_fcn32s(bad)
 
 
-def test_fcn32s_no_crop(fcn_cells):
+def test_fcn32s_no_crop(fcn_cells, one_small_size):
     bad = fcn(fcn_cells, "FCN32s", ("return h[:, :, 19:19 + x.size(2), 19:19 + x.size(3)]",
                                     "return h[:, :, :, :]"))
-    with pytest.raises(AssertionError, match=r"output is 1x12x\d+x\d+ for a 61x83 input.*crop offset"):
+    with pytest.raises(AssertionError, match=r"output is 1x12x\d+x\d+ for a 21x29 input.*crop offset"):
         checks.check_fcn32s(bad)
 
 
@@ -116,7 +122,7 @@ def test_fcn32s_wrong_layer_name(fcn_cells):
         checks.check_fcn32s(bad)
 
 
-def test_fcn8s_wrong_skip_crop(fcn_cells):
+def test_fcn8s_wrong_skip_crop(fcn_cells, one_small_size):
     bad = fcn(fcn_cells, "FCN8s", ("score_pool4[:, :, 5:5 + upscore2.size(2), 5:5 + upscore2.size(3)]",
                                    "score_pool4[:, :, 0:0 + upscore2.size(2), 0:0 + upscore2.size(3)]"))
     with pytest.raises(AssertionError, match=r"pool4 skip .*cropped at offset \(0, 0\)"):
