@@ -105,7 +105,7 @@ def check_notebook(path: Path, expected: dict) -> list[str]:
         return [f"{name}: missing (expected in {path.parent})"]
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as e:  # nbformat raises several types for broken JSON / schema
+    except (OSError, ValueError, KeyError, AttributeError, nbformat.ValidationError) as e:
         return [f"{name}: cannot be read as a notebook ({type(e).__name__}: {e})"]
     problems = []
 
@@ -194,7 +194,7 @@ def pack(folder: Path, out: Path, student: str, expected: dict, problems: list[s
 def _default_student() -> str:
     try:
         user = getpass.getuser()
-    except Exception:
+    except (OSError, KeyError):
         user = ""
     user = re.sub(r"[^A-Za-z0-9._@+-]", "_", user).lstrip("._@+-")
     return user or "student"

@@ -83,13 +83,13 @@ def test_clean_folder_gives_zip_with_manifest(folder, capsys):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(run=False), r"a.ipynb: 4 code cell\(s\) were not run: imports, f, check_f, cell 5.*Restart & Run All"),
-    (dict(error=True), r"a.ipynb: cell\(s\) ended with an error: check_f \(AssertionError: f is wrong\)"),
-    (dict(drop=("check_f",)), r"a.ipynb: graded cell\(s\) deleted: check_f"),
-    (dict(drop=("q1",)), r"a.ipynb: graded cell\(s\) deleted: q1"),
-    (dict(duplicate=("f",)), r"a.ipynb: graded cell\(s\) duplicated: f"),
-    (dict(answer="YOUR ANSWER HERE"), r"a.ipynb: inline question 'q1' is not answered"),
-    (dict(answer="   \n"), r"a.ipynb: inline question 'q1' is not answered"),
+    ({"run": False}, r"a.ipynb: 4 code cell\(s\) were not run: imports, f, check_f, cell 5.*Restart & Run All"),
+    ({"error": True}, r"a.ipynb: cell\(s\) ended with an error: check_f \(AssertionError: f is wrong\)"),
+    ({"drop": ("check_f",)}, r"a.ipynb: graded cell\(s\) deleted: check_f"),
+    ({"drop": ("q1",)}, r"a.ipynb: graded cell\(s\) deleted: q1"),
+    ({"duplicate": ("f",)}, r"a.ipynb: graded cell\(s\) duplicated: f"),
+    ({"answer": "YOUR ANSWER HERE"}, r"a.ipynb: inline question 'q1' is not answered"),
+    ({"answer": "   \n"}, r"a.ipynb: inline question 'q1' is not answered"),
 ])
 def test_each_problem_blocks_the_zip(folder, capsys, kwargs, message):
     nbformat.write(_notebook(**kwargs), folder / "a.ipynb")
