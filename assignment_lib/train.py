@@ -27,9 +27,9 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -194,7 +194,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of :meth:`to_dict` / ``asdict``. Unknown keys raise ``ValueError`` (naming them)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)

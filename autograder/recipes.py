@@ -88,7 +88,7 @@ class Recipe:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
+    def from_dict(cls, d: dict) -> Recipe:
         d = dict(d)
         d["config"] = TrainConfig.from_dict(d["config"])
         d["data"] = DataSpec(**d["data"])
@@ -97,13 +97,13 @@ class Recipe:
 
 
 _CPU_DATA = DataSpec(max_side=128, eval_limit=25)
-_CPU_CONFIG = dict(steps=16, batch_size=2, crop_size=96, max_side=128, scale=(1.0, 1.0), hflip=True,
-                   lr=1e-3, optimizer="adam", weight_decay=0.0, freeze="encoder+fc", amp=False,
-                   channels_last=False, eval_every=None)
+_CPU_CONFIG = {"steps": 16, "batch_size": 2, "crop_size": 96, "max_side": 128, "scale": (1.0, 1.0), "hflip": True,
+                   "lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0, "freeze": "encoder+fc", "amp": False,
+                   "channels_last": False, "eval_every": None}
 _GPU_DATA = DataSpec(max_side=512)
-_GPU_CONFIG = dict(steps=1500, batch_size=16, crop_size=320, max_side=512, scale=(0.5, 2.0),
-                   lr=1e-4, optimizer="adam", weight_decay=0.0, freeze=[], amp=True,
-                   channels_last=True, lr_schedule="poly", eval_every=500)
+_GPU_CONFIG = {"steps": 1500, "batch_size": 16, "crop_size": 320, "max_side": 512, "scale": (0.5, 2.0),
+                   "lr": 1e-4, "optimizer": "adam", "weight_decay": 0.0, "freeze": [], "amp": True,
+                   "channels_last": True, "lr_schedule": "poly", "eval_every": 500}
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cpu_fcn32s", "cpu", "fcn32s", "imagenet", TrainConfig(**_CPU_CONFIG), _CPU_DATA,

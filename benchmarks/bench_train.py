@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import re
 import sys
@@ -31,9 +32,9 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from assignment_lib.data import IGNORE_INDEX  # noqa: E402
-from assignment_lib.train import _autocast  # noqa: E402
-from autograder.reference import load_reference  # noqa: E402
+from assignment_lib.data import IGNORE_INDEX
+from assignment_lib.train import _autocast
+from autograder.reference import load_reference
 
 DOC = REPO / "docs" / "benchmarks.md"
 #: The issue's figure for FCN-8s at 512x512, forward + backward, per image.
@@ -122,7 +123,7 @@ def time_to_threshold(dev) -> str:
     thr = doc.get("gpu", {}).get("FCN8s")
     if thr is None:
         return "n/a (GPU threshold not yet measured)"
-    from autograder.recipes import RECIPES, load_data, run_recipe
+    from autograder.recipes import RECIPES, load_data
 
     r = RECIPES["gpu_fcn8s"]
     train, test = load_data(r.data)
@@ -150,7 +151,7 @@ def write_section(label: str, body: str) -> None:
         "# Benchmarks\n\nFigures printed by the scripts in `benchmarks/`. Each section is rewritten by "
         "its script; one section per device.\n")
     block = f"{start}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
@@ -203,19 +204,21 @@ def main(argv=None) -> int:
         date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         kind = "GPU" if cuda else "CPU (NOT the GPU targets: a sanity run on the CI/dev box)"
         body = [f"## bench_train: {label}", "",
-                f"{kind}. `python benchmarks/bench_train.py --device {args.device} --size {size} "
+                (f"{kind}. `python benchmarks/bench_train.py --device {args.device} --size {size} "
                 f"--batch {batch} --steps {steps}` on {date}; torch {torch.__version__}, Python "
-                f"{platform.python_version()}; {precision}; all layers trained (SGD), synthetic input.", "",
-                f"Measured dense matmul peak of this device: **{peak:.2f} TFLOP/s** "
-                f"({'bf16 8192²' if cuda else 'fp32 2048²'}).", "",
-                f"| model | images/s | TFLOP/img fwd+bwd at {size} px | TFLOP/img at 512 px | "
-                "achieved TFLOP/s | of peak | peak GPU memory |",
+                f"{platform.python_version()}; {precision}; all layers trained (SGD), synthetic input. "
+                f"System load average (1 min) at the end: {os.getloadavg()[0]:.1f} on "
+                f"{os.cpu_count()} cores (other jobs sharing the cores inflate every time)."), "",
+                (f"Measured dense matmul peak of this device: **{peak:.2f} TFLOP/s** "
+                f"({'bf16 8192²' if cuda else 'fp32 2048²'})."), "",
+                (f"| model | images/s | TFLOP/img fwd+bwd at {size} px | TFLOP/img at 512 px | "
+                "achieved TFLOP/s | of peak | peak GPU memory |"),
                 "|---|---|---|---|---|---|---|"]
         for name, ips, fl, fl512, ach, frac, mem in rows:
             body.append(f"| {name} | {ips:.2f} | {fl / 1e12:.3f} | {fl512 / 1e12:.3f} | {ach:.3f} | "
                         f"{100 * frac:.1f}% | {mem} |")
-        body += ["", f"FCN-8s at 512 px: the issue quotes {ISSUE_FCN8S_512_TFLOP} TFLOP per image "
-                 "(forward + backward); FlopCounterMode's count is in the table.", "",
+        body += ["", (f"FCN-8s at 512 px: the issue quotes {ISSUE_FCN8S_512_TFLOP} TFLOP per image "
+                 "(forward + backward); FlopCounterMode's count is in the table."), "",
                  f"Time to reach the calibrated FCN-8s threshold (gpu_fcn8s recipe): {ttt}."]
         write_section(label if cuda else "CPU", "\n".join(body))
         print(f"wrote {DOC.relative_to(REPO)}")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from assignment_lib.train import TrainConfig
 from autograder import calibrate as C
 from autograder import recipes as R
-from assignment_lib.train import TrainConfig
 
 
 def test_threshold_is_min_minus_margin_when_seeds_agree():

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from assignment_lib import train as T
 from assignment_lib.data import IGNORE_INDEX, load_split
@@ -33,8 +33,8 @@ def few_images(data_root):
 
 
 def _cfg(**kw):
-    base = dict(steps=6, batch_size=3, crop_size=48, max_side=64, lr=1e-2, optimizer="adam",
-                weight_decay=0.0, amp=False, channels_last=False, eval_every=3, seed=0)
+    base = {"steps": 6, "batch_size": 3, "crop_size": 48, "max_side": 64, "lr": 1e-2, "optimizer": "adam",
+                "weight_decay": 0.0, "amp": False, "channels_last": False, "eval_every": 3, "seed": 0}
     return T.TrainConfig(**{**base, **kw})
 
 
