@@ -72,8 +72,9 @@ STUDENT_README = """# FCN semantic segmentation (CMP Facade)
 
 (or `python -m venv .venv && .venv/bin/pip install -e .`). Without the download the notebooks fall
 back to the 24-image sample in `datasets/sample/`; to use a copy of the data set elsewhere, set
-`CMP_FACADE_ROOT` to the folder that holds `base/` and `label_names.txt`. For the ImageNet VGG-16
-weights, see the notebook (torchvision downloads them, or set `VGG16_WEIGHTS`).
+`CMP_FACADE_ROOT` to the folder that holds `base/` and `label_names.txt`. The ImageNet VGG-16
+weights (528 MB) are downloaded into the torch hub cache the first time the notebook needs them;
+to use a file you already have, set `VGG16_WEIGHTS` to its path.
 
 Optional: `python -m assignment_lib.tour` prints and plots a short tour of the data and metrics.
 
