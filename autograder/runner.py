@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from autograder import reference as reference_mod
 from autograder.notebook import SubmissionError, check_integrity, inline_answers, read_notebook

@@ -8,8 +8,8 @@ import, hanging. An honest submission is graded beside them and must keep its fu
 from pathlib import Path
 
 import pytest
-
 from _submissions import build_submission
+
 from autograder.runner import RunnerConfig, grade_submission
 
 pytestmark = pytest.mark.slow

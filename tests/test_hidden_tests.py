@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from _submissions import build_submission
 
 from autograder.rubric import hidden_test_names, load_rubric, to_result
-from _submissions import build_submission
 
 pytestmark = pytest.mark.slow
 

@@ -2,11 +2,15 @@
 
 import copy
 
-import nbformat
 import pytest
 
-from autograder.notebook import (SubmissionError, cells_by_grade_id, check_integrity,
-                                 inline_answers, read_notebook)
+from autograder.notebook import (
+    SubmissionError,
+    cells_by_grade_id,
+    check_integrity,
+    inline_answers,
+    read_notebook,
+)
 
 SRC = "notebooks/fcn_segmentation.ipynb"
 

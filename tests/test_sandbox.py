@@ -1,13 +1,19 @@
 """The sandbox hides the grader's files and the network, enforces limits, survives hangs and crashes."""
 
 import os
-import sys
 
 import pytest
 import torch
 
-from autograder.sandbox import (FALLBACK_ISOLATION, BadResponse, Sandbox, WorkerCrashed,
-                                WorkerTimeout, bwrap_works, check_plain)
+from autograder.sandbox import (
+    FALLBACK_ISOLATION,
+    BadResponse,
+    Sandbox,
+    WorkerCrashed,
+    WorkerTimeout,
+    bwrap_works,
+    check_plain,
+)
 
 PROBE = r'''
 import os, socket, sys, time

@@ -6,12 +6,16 @@ and only the naming test fails for other names.
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from assignment_lib.layers import bilinear_kernel
 from autograder.hidden_tests.conftest import (
-    FCN_SIZES, disk_cached, fcn_inputs, make_weights, weight_spec)
+    FCN_SIZES,
+    disk_cached,
+    fcn_inputs,
+    make_weights,
+    weight_spec,
+)
 
 GID = {"FCN32s": "fcn32s", "FCN8s": "fcn8s"}
 CROP_HINT = {"FCN32s": "the crop offset (19 for FCN-32s)",
