@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -108,10 +109,9 @@ def grade_submission(student: str, notebooks: dict[str, Path], config: RunnerCon
         result.inline_answers += inline_answers(sub_nb, src_nb)
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in student) or "student"
-    work = Path(config.scratch_root) / f"{safe}.slot{config.slot}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    os.chmod(work, 0o700)
+    # a fresh folder per call: two runs grading the same student at once never share one
+    Path(config.scratch_root).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{safe}.slot{config.slot}.", dir=config.scratch_root))
     cache_dir = Path(config.scratch_root) / "reference_cache"
 
     lease = config.gpu_lease() if (config.miou_tier == "gpu" and config.gpu_lease) else nullcontext(None)
@@ -162,6 +162,7 @@ def grade_submission(student: str, notebooks: dict[str, Path], config: RunnerCon
     result.problems += extra.get("events", [])
     result.tests = [to_result(entry, outcomes.get(name)) for name, entry in rubric.items()]
     if not config.keep_scratch:
-        shutil.rmtree(work / "sandbox", ignore_errors=True)
+        # the grading log stays only when it is needed to see why a submission could not finish
+        shutil.rmtree(work / "sandbox" if not outcomes else work, ignore_errors=True)
     result.wall_s = round(time.monotonic() - t0, 2)
     return result

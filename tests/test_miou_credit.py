@@ -1,0 +1,32 @@
+"""Partial credit of the mIoU tiers scales from the trivial predictor, not from zero."""
+
+import json
+
+import pytest
+
+from autograder.hidden_tests.test_miou import _credit
+
+
+def test_constant_predictor_earns_nothing_and_the_threshold_earns_everything():
+    assert _credit(0.033, need=0.05, baseline=0.033) == 0.0
+    assert _credit(0.020, need=0.05, baseline=0.033) == 0.0
+    assert _credit(0.050, need=0.05, baseline=0.033) == 1.0
+    assert _credit(0.080, need=0.05, baseline=0.033) == 1.0
+    assert _credit(0.0415, need=0.05, baseline=0.033) == pytest.approx(0.5)
+
+
+def test_without_a_baseline_credit_scales_from_zero():
+    assert _credit(0.25, need=0.5, baseline=None) == pytest.approx(0.5)
+    # a baseline at or above the threshold would divide by <= 0: ignored
+    assert _credit(0.25, need=0.5, baseline=0.6) == pytest.approx(0.5)
+
+
+def test_every_tier_with_a_threshold_records_the_baseline_it_was_calibrated_against(repo_root):
+    table = json.loads((repo_root / "autograder" / "thresholds.json").read_text())
+    for tier in ("cpu", "gpu"):
+        need = table[tier].get("FCN8s")
+        if need is None:
+            continue
+        record = table["recipes"][f"{tier}_fcn8s"]
+        assert record["constant_predictor_mean_iou"] < need
+        assert min(r["mean_iou"] for r in record["reference"]) >= need
