@@ -78,7 +78,8 @@ def gradescope_dict(result: SubmissionResult, submission_sha256: str = "", setti
             "name": t.name,
             "score": t.score if ran else 0.0,
             "max_score": t.max_score if ran else 0.0,
-            "status": "passed" if t.status == "passed" else "failed",
+            # Gradescope's status is passed/failed; a test that did not run is neither
+            **({} if not ran else {"status": "passed" if t.status == "passed" else "failed"}),
             "output": out,
             "tags": [t.part],
             "visibility": t.visibility,
@@ -164,15 +165,21 @@ def part_names(results: list[SubmissionResult]) -> list[str]:
     return names
 
 
+def _part_ran(result: SubmissionResult, part: str) -> bool:
+    return any(t.part == part and t.status != "not_run" for t in result.tests)
+
+
 def grades_csv(results: list[SubmissionResult]) -> str:
-    """CSV text: ``student, <part>..., total, max`` (points over the tests that ran)."""
+    """CSV text: ``student, <part>..., total, max`` (points over the tests that ran; a part none
+    of whose tests ran, e.g. the GPU mIoU tier on a CPU runner, is left empty)."""
     parts = part_names(results)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["student", *parts, "total", "max"])
     for r in sorted(results, key=lambda r: r.student):
         ps = r.part_scores()
-        w.writerow([r.student, *(fmt(ps.get(p, (0.0, 0.0))[0]) for p in parts), fmt(r.score), fmt(r.max_score)])
+        cells = [fmt(ps[p][0]) if _part_ran(r, p) else "" for p in parts]
+        w.writerow([r.student, *cells, fmt(r.score), fmt(r.max_score)])
     return buf.getvalue()
 
 
@@ -183,7 +190,7 @@ def score_table(results: list[SubmissionResult]) -> str:
     rows = []
     for r in sorted(results, key=lambda r: r.student):
         ps = r.part_scores()
-        cells = [f"{fmt(s)}/{fmt(m)}" for s, m in (ps.get(p, (0.0, 0.0)) for p in parts)]
+        cells = [f"{fmt(ps[p][0])}/{fmt(ps[p][1])}" if _part_ran(r, p) else "not run" for p in parts]
         rows.append([r.student, *cells, f"{fmt(r.score)}/{fmt(r.max_score)}"])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
