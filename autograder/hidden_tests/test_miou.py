@@ -56,8 +56,8 @@ def _run(submission, grading, tier, device):
     resp = submission.request(
         "train_predict", timeout=recipe.get("timeout_s", 1800), name="FCN8s", n_classes=12,
         config=recipe["config"], device=device, max_side=max_side, vgg16=vgg,
-        train=[(torch.as_tensor(i), torch.as_tensor(t)) for i, t in train],
-        test_images=[torch.as_tensor(i) for i, _ in test])
+        train=[(torch.tensor(i), torch.tensor(t)) for i, t in train],
+        test_images=[torch.tensor(i) for i, _ in test])
     preds = resp["predictions"]
     assert type(preds) is list and len(preds) == len(test), "wrong number of predictions"
     cm = torch.zeros(12, 12, dtype=torch.int64)
