@@ -5,6 +5,8 @@ returning always-equal objects, writing fake result files, reading the hidden te
 import, hanging. An honest submission is graded beside them and must keep its full score.
 """
 
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -84,11 +86,13 @@ def graded(tmp_path_factory):
                     "soft_iou_loss": HANG},
         "honest": {},
     }
-    out = {}
-    for student, edits in subs.items():
-        nbs = build_submission(root / "subs" / student, edits)
-        out[student] = grade_submission(student, nbs, cfg)
-    return out
+    def grade(slot, student):
+        nbs = build_submission(root / "subs" / student, subs[student])
+        return student, grade_submission(student, nbs, dataclasses.replace(cfg, slot=slot))
+
+    # two at a time, in distinct sandbox slots: the honest submission is graded while attackers run
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(grade, range(len(subs)), subs))
 
 
 def _score(result, part):
