@@ -108,7 +108,7 @@ class SubmissionResult:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "SubmissionResult":
+    def from_json(cls, text: str) -> SubmissionResult:
         d = json.loads(text)
         d["tests"] = [TestResult(**t) for t in d.get("tests", [])]
         d["inline_answers"] = [InlineAnswer(**a) for a in d.get("inline_answers", [])]

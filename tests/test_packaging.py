@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
 import pytest
+import tomllib
 
 # conda names where they differ from PyPI's
 CONDA_TO_PYPI = {"pytorch": "torch"}
@@ -61,7 +61,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one(repo_root):
     fence = lines.index("```bash")
     commands = [ln.split("#")[0].strip() for ln in lines[fence + 1 : lines.index("```", fence + 1)]]
     assert fence < 5 and len(commands) == 2, "the README must open with exactly two commands"
-    run_cmd, test_cmd = commands
+    _run_cmd, test_cmd = commands
     ci = (repo_root / ".ci" / "run").read_text().splitlines()
     steps = [ln.strip() for ln in ci if ln.strip() and not ln.lstrip().startswith("#")]
     assert steps[-1] == test_cmd, f"CI must end by calling the README's test command {test_cmd!r}"
@@ -75,6 +75,6 @@ def test_both_packages_are_declared_and_the_student_one_never_imports_the_instru
     offenders = [
         p.name
         for p in (repo_root / "assignment_lib").rglob("*.py")
-        if re.search(r"^\s*(from|import)\s+autograder\b", p.read_text(), re.M)
+        if re.search(r"^\s*(from|import)\s+autograder\b", p.read_text(), re.MULTILINE)
     ]
     assert offenders == [], f"assignment_lib is shipped to students; it must not import autograder: {offenders}"

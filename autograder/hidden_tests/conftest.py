@@ -19,6 +19,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -146,7 +147,7 @@ class Submission:
 
     #: requests that build or run a full FCN get this many request timeouts (a loaded machine
     #: must not cost an honest submission points)
-    HEAVY = {"describe": 4, "forward": 4, "loss_grad": 2}
+    HEAVY: ClassVar[dict[str, int]] = {"describe": 4, "forward": 4, "loss_grad": 2}
 
     def request(self, op, timeout=None, **payload):
         if timeout is None and op in self.HEAVY:
