@@ -10,8 +10,9 @@ has created the assignment, its notebooks and grade cells in ``gradebook.db``). 
   ``Gradebook.add_submission``; an existing submission is reused);
 * each rubric part ``P`` goes to the autograded test cell ``check_P`` of the notebook that holds
   it: ``Grade.auto_score`` = the part's points, ``needs_manual_grade`` = False, and the cell's
-  ``max_score`` is set to the part's maximum (the release's check cells carry 0 points: the
-  rubric, not the notebook, holds the points);
+  ``max_score`` is set to the part's total in ``rubric.toml`` (:func:`rubric_part_points`), which
+  is also the ``points`` of the check cell in the notebooks (``tests/test_nbgrader_route.py``
+  keeps the two equal, so plain ``nbgrader autograde`` and this export agree on the maxima);
 * the per-test verdicts and messages become the ``auto_comment`` of the answer cell ``P``;
 * the inline-answer (manual) cells are left alone for formgrader;
 * the graded notebooks (``DIR/<student>/submission/*.ipynb``) are copied to
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from autograder import reports
 from autograder.results import SubmissionResult
+from autograder.rubric import load_rubric
 
 
 def course_id_of(course: Path) -> str:
@@ -39,6 +41,14 @@ def course_id_of(course: Path) -> str:
         if m:
             return m.group(1)
     return "default_course"
+
+
+def rubric_part_points(path=None) -> dict[str, float]:
+    """``{part: sum of the points of its tests}`` from ``rubric.toml`` (e.g. ``fcn32s``: 11.0)."""
+    totals: dict[str, float] = {}
+    for entry in load_rubric(path).values():
+        totals[entry.part] = totals.get(entry.part, 0.0) + entry.points
+    return totals
 
 
 def _comment(result: SubmissionResult, part: str) -> str:
@@ -71,11 +81,13 @@ def export_gradebook(results_dir: str | Path, course: str | Path, assignment: st
     if not results:
         raise ValueError(f"{results_dir}: no <student>/results.json to export")
 
-    # The largest maximum each part had (over students whose tests ran): the check cells' max_score.
+    # The check cells' max_score: the rubric's total per part (= the cells' points in the notebooks);
+    # a part the rubric does not know keeps the largest maximum it had in the results.
+    totals = rubric_part_points()
     part_max: dict[str, float] = {}
     for r in results:
         for part, (_, m) in r.part_scores().items():
-            part_max[part] = max(part_max.get(part, 0.0), m)
+            part_max[part] = totals.get(part, max(part_max.get(part, 0.0), m))
 
     with Gradebook(f"sqlite:///{db.resolve()}", course_id=course_id_of(course)) as gb:
         try:

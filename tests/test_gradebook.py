@@ -53,7 +53,8 @@ def test_round_trip_into_nbgrader_gradebook(tmp_path, course):
         assert sorted(s.id for s in gb.students) == ["alice", "bob"]
         assert len(gb.find_assignment("fcn_segmentation").submissions) == 2
         g = gb.find_grade("check_fcn32s", "fcn_segmentation", "fcn_segmentation", "alice")
-        assert (g.auto_score, g.max_score, g.needs_manual_grade) == (5.0, 5.0, False)
+        # max_score: the rubric's fcn32s total (= check_fcn32s's points), not the 5 of the tests that ran
+        assert (g.auto_score, g.max_score, g.needs_manual_grade) == (5.0, 11.0, False)
         g = gb.find_grade("check_fcn32s", "fcn_segmentation", "fcn_segmentation", "bob")
         assert g.auto_score == 2.0
         g = gb.find_grade("check_transposed_conv_padding", "upsampling_and_iou", "fcn_segmentation", "bob")
