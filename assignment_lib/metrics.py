@@ -20,6 +20,7 @@ Everything here works on torch tensors on any device; ``numpy`` arrays are accep
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -47,11 +48,16 @@ def _is_integer(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
 
 
-def _check_range(values: torch.Tensor, n_classes: int, name: str, ignore_index) -> None:
-    if values.numel() == 0:
+def _check_range(values, n_classes: int, name: str, ignore_index) -> None:
+    """``values``: a 1-D torch tensor or numpy array of class indices."""
+    if values.size == 0 if isinstance(values, np.ndarray) else values.numel() == 0:
         return
-    lo, hi = (int(v) for v in torch.aminmax(values))  # one pass
+    if isinstance(values, np.ndarray):
+        lo, hi = int(values.min()), int(values.max())
+    else:
+        lo, hi = (int(v) for v in torch.aminmax(values))  # one pass
     if lo < 0 or hi >= n_classes:
+        values = torch.as_tensor(values)
         bad = values[(values < 0) | (values >= n_classes)].unique()[:5].tolist()
         extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
         hint = (" (is ignore_index set? the CMP Facade kit uses 255 for unlabelled pixels)"
@@ -77,7 +83,7 @@ def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = No
         int64 tensor ``(n_classes, n_classes)`` on the device of the inputs;
         entry ``[i, j]`` = number of pixels of ground-truth class ``i`` predicted as class ``j``
         (rows = ground truth, columns = prediction). Computed with ``torch.bincount`` of
-        ``n_classes * target + pred``, as in the FCN authors' ``score.py`` (Long et al. 2015, Sec. 5).
+        ``n_classes * target + pred`` (on CPU tensors through zero-copy numpy views, which is faster there), as in the FCN authors' ``score.py`` (Long et al. 2015, Sec. 5).
 
     Raises:
         TypeError: ``target`` is not an integer tensor, or ``pred`` is float but not
@@ -112,6 +118,16 @@ def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = No
                          f"{tuple(target.shape)}")
 
     n2 = n_classes * n_classes
+    if pred.device.type == "cpu":
+        return _confusion_matrix_cpu(pred.reshape(-1).numpy(), target.reshape(-1).numpy(),
+                                     n_classes, ignore_index)
+    return _confusion_matrix_torch(pred, target, n_classes, ignore_index)
+
+
+def _confusion_matrix_torch(pred: torch.Tensor, target: torch.Tensor, n_classes: int,
+                            ignore_index: int | None) -> torch.Tensor:
+    """The counts with torch ops, on the tensors' device (used for CUDA tensors)."""
+    n2 = n_classes * n_classes
     pred = pred.reshape(-1).long()
     target = target.reshape(-1).long()
     # No boolean indexing (it copies and is slow): ignored pixels are sent to an extra bin n**2.
@@ -126,6 +142,20 @@ def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = No
         index.masked_fill_(ignored, n2)
     counts = torch.bincount(index, minlength=n2 + 1)[:n2]
     return counts.reshape(n_classes, n_classes)
+
+
+def _confusion_matrix_cpu(pred: np.ndarray, target: np.ndarray, n_classes: int,
+                          ignore_index: int | None) -> torch.Tensor:
+    """The same counts on CPU, on zero-copy numpy views of the tensors: the handout's
+    ``bincount(n * gt[mask] + pred[mask])``, several times faster there than the torch ops."""
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    _check_range(target, n_classes, "target", ignore_index)
+    _check_range(pred, n_classes, "pred", None)
+    index = n_classes * target.astype(np.int64) + pred
+    counts = np.bincount(index, minlength=n_classes * n_classes)
+    return torch.from_numpy(counts.astype(np.int64, copy=False)).reshape(n_classes, n_classes)
 
 
 def _as_cm(cm) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Confusion-matrix throughput: assignment_lib.metrics (torch.bincount) vs. the numpy formulation of
+"""Confusion-matrix throughput: assignment_lib.metrics.confusion_matrix vs. the numpy formulation of
 the course handout / FCN score.py (``np.bincount(n * gt[mask] + pred[mask], minlength=n**2)``).
 
 Prints Mpixel/s (best and median of several repetitions) for both and their ratio, on a batch of
@@ -81,7 +81,7 @@ def main() -> None:
     print(f"confusion matrix, {args.batch} x {args.size} x {args.size} = {n_pix / 1e6:.2f} Mpixel, "
           f"{N_CLASSES} classes, {args.repeats} repeats, torch threads {torch.get_num_threads()}")
     print(f"{'implementation':<34}{'best Mpx/s':>12}{'median Mpx/s':>14}")
-    print(f"{'ours: torch.bincount on ' + str(dev):<34}{ob:>12.1f}{om:>14.1f}")
+    print(f"{'ours: confusion_matrix on ' + str(dev):<34}{ob:>12.1f}{om:>14.1f}")
     print(f"{'numpy handout (np.bincount)':<34}{nb:>12.1f}{nm:>14.1f}")
     print(f"ratio ours / numpy: best {ob / nb:.2f}x, median {om / nm:.2f}x")
 

@@ -238,3 +238,26 @@ def test_bad_n_classes_and_bad_matrix():
         mean_iou(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="n_classes"):
         SegmentationMetrics(2.5)
+
+
+@pytest.mark.parametrize("ignore_index", [None, 255])
+def test_cpu_and_torch_paths_count_the_same(ignore_index):
+    """CPU tensors are counted through numpy views, CUDA ones with torch ops: same numbers."""
+    from assignment_lib.metrics import _confusion_matrix_cpu, _confusion_matrix_torch
+
+    g = torch.Generator().manual_seed(3)
+    target = torch.randint(0, 12, (2, 33, 47), generator=g)
+    if ignore_index is not None:
+        target[torch.rand(target.shape, generator=g) < 0.1] = ignore_index
+    pred = torch.randint(0, 12, target.shape, generator=g).to(torch.uint8)
+    a = _confusion_matrix_torch(pred, target, 12, ignore_index)
+    b = _confusion_matrix_cpu(pred.reshape(-1).numpy(), target.reshape(-1).numpy(), 12, ignore_index)
+    assert a.dtype == b.dtype == torch.int64 and torch.equal(a, b)
+    assert int(a.sum()) == int((target != (ignore_index if ignore_index is not None else -1)).sum())
+    bad = target.clone()
+    bad[0, 0, 0] = 12
+    for count in (_confusion_matrix_torch, _confusion_matrix_cpu):
+        args = (pred, bad) if count is _confusion_matrix_torch else (
+            pred.reshape(-1).numpy(), bad.reshape(-1).numpy())
+        with pytest.raises(ValueError, match=r"\[12\] outside 0..11"):
+            count(*args, 12, ignore_index)
