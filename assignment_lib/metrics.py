@@ -117,7 +117,6 @@ def confusion_matrix(pred, target, n_classes: int, ignore_index: int | None = No
         raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape "
                          f"{tuple(target.shape)}")
 
-    n2 = n_classes * n_classes
     if pred.device.type == "cpu":
         return _confusion_matrix_cpu(pred.reshape(-1).numpy(), target.reshape(-1).numpy(),
                                      n_classes, ignore_index)
