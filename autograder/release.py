@@ -19,12 +19,29 @@
 The bundle holds no solution code, no hidden tests and nothing of ``autograder/``
 (``tests/test_release.py`` scans it).
 
-The course folder also works with plain nbgrader: ``cd DIR/course`` then ``nbgrader autograde
-fcn_segmentation`` on ``submitted/<student>/fcn_segmentation/`` and ``nbgrader formgrader``
-(nbgrader executes the notebooks, so ``assignment_lib`` must be importable there:
-``pip install -e .`` from the repository, as ``make setup`` does, and ``CMP_FACADE_ROOT`` set;
-``ASSIGNMENT_SMOKE=1`` keeps the training cells short). This kit's own grader
-(``python -m autograder grade``) does not need the course folder.
+The course folder also works with plain nbgrader (``tests/test_nbgrader_route.py`` runs this).
+nbgrader executes every submitted notebook in a kernel of its own environment, so
+``assignment_lib`` must be importable there (``pip install -e .`` from the repository, as
+``make setup`` does) and that environment's ``bin/`` must be on ``PATH`` (nbgrader runs its
+``alembic`` script)::
+
+    cd DIR/course
+    mkdir -p submitted/alice/fcn_segmentation      # one folder per student, nbgrader's layout
+    unzip -j alice_fcn_segmentation.zip '*.ipynb' -d submitted/alice/fcn_segmentation
+    ASSIGNMENT_SMOKE=1 CMP_FACADE_ROOT=/path/to/cmp_facade VGG16_WEIGHTS=/path/to/vgg16.pth \
+        nbgrader autograde fcn_segmentation        # -> autograded/, scores in gradebook.db
+    nbgrader export                                # -> grades.csv
+    jupyter lab                                    # Nbgrader > Formgrader: inline answers
+
+``ASSIGNMENT_SMOKE=1`` keeps the training cells short (about a minute per submission on 2 CPU
+cores; without it nbgrader re-runs the whole training). ``VGG16_WEIGHTS`` avoids a 528 MB
+download. Each check cell ``check_<part>`` carries the total points of its part in
+``rubric.toml`` (fcn32s, fcn8s, transposed_conv_padding, soft_iou_loss) and nbgrader awards them
+all or nothing: full if the cell raises nothing. The hidden tests, the training (mIoU) part and
+per-test partial credit exist only in this kit's grader (``python -m autograder grade``, which
+does not need the course folder; ``python -m autograder export-gradebook`` writes its scores into
+the same ``gradebook.db``). nbgrader's isolation is weaker: student code runs unsandboxed with the
+instructor's rights, and a hanging cell is stopped only by ``ExecutePreprocessor.timeout``.
 """
 
 from __future__ import annotations
@@ -35,11 +52,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from assignment_lib.submit import ANSWER_STUB, expected_cells_from_notebooks
 
