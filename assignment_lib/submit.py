@@ -176,7 +176,7 @@ def pack(folder: Path, out: Path, student: str, expected: dict, problems: list[s
     manifest = {
         "assignment": expected.get("assignment", ASSIGNMENT),
         "student": student,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "notebooks": {n: {"sha256": _sha256(folder / n)} for n in names},
         "forced": forced,
         "problems": problems,

@@ -158,7 +158,7 @@ def _env(device) -> dict:
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
     return {"device": f"{dev.type}: {name}", "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
 def calibrate_recipe(recipe: Recipe, seeds, *, wrong_seeds=None, root=None, device=None,

@@ -7,10 +7,9 @@ that every hidden test has an entry and every entry a test (:func:`hidden_test_n
 from __future__ import annotations
 
 import ast
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from autograder.results import VISIBILITIES, TestResult
 

@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     print(f"time to threshold (gpu_fcn8s recipe): {ttt}")
 
     if not args.no_write:
-        date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         kind = "GPU" if cuda else "CPU (NOT the GPU targets: a sanity run on the CI/dev box)"
         body = [f"## bench_train: {label}", "",
                 (f"{kind}. `python benchmarks/bench_train.py --device {args.device} --size {size} "

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
-import tomllib
 
 # conda names where they differ from PyPI's
 CONDA_TO_PYPI = {"pytorch": "torch"}
