@@ -127,7 +127,7 @@ def bwrap_command(scratch: Path, uid: int, device: str | None = None) -> list[st
     for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
                 "/etc/nsswitch.conf", "/etc/alternatives"):
         cmd += ["--ro-bind-try", etc, etc]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     made: set[str] = set()
 
     def parents(target: str) -> list[str]:
@@ -135,7 +135,8 @@ def bwrap_command(scratch: Path, uid: int, device: str | None = None) -> list[st
         out = []
         for anc in reversed(Path(target).parents):
             a = str(anc)
-            if a != "/" and a not in made and not a.startswith(("/usr", "/proc", "/dev", "/tmp")):
+            # (a checkout under /tmp, e.g. a CI clone, needs its parents made inside the tmpfs too)
+            if a not in ("/", "/tmp") and a not in made and not a.startswith(("/usr", "/proc", "/dev")):
                 made.add(a)
                 out += ["--perms", "0755", "--dir", a]
         return out

@@ -149,3 +149,18 @@ def test_fallback_subprocess_says_it_is_weaker(tmp_path):
     with Sandbox([{"grade_id": "a", "source": "x = 1"}], tmp_path / "s", use_bwrap=False) as s:
         assert s.isolation == FALLBACK_ISOLATION
         assert s.request("ping") == {"pong": True}
+
+
+def test_a_checkout_under_tmp_stays_reachable(monkeypatch, tmp_path):
+    """The sandbox's /tmp is a fresh tmpfs: folders above a venv under /tmp (a CI clone) must be
+    made there traversable (0755), or the unprivileged uid cannot read the venv and torch is gone."""
+    from autograder.sandbox import bwrap_command
+
+    monkeypatch.setattr("sys.prefix", "/tmp/ci_clone/repo/.venv")
+    cmd = bwrap_command(tmp_path, 61000)
+    bind = cmd.index("/tmp/ci_clone/repo/.venv")
+    for parent in ("/tmp/ci_clone", "/tmp/ci_clone/repo"):
+        at = cmd.index(parent)
+        assert cmd[at - 3: at] == ["--perms", "0755", "--dir"] and at < bind
+    tmpfs = cmd.index("--tmpfs")
+    assert cmd[tmpfs + 1] == "/tmp" and cmd[tmpfs - 2: tmpfs] == ["--perms", "1777"]
