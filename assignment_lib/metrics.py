@@ -152,7 +152,7 @@ def _confusion_matrix_cpu(pred: np.ndarray, target: np.ndarray, n_classes: int,
         pred, target = pred[keep], target[keep]
     _check_range(target, n_classes, "target", ignore_index)
     _check_range(pred, n_classes, "pred", None)
-    index = n_classes * target.astype(np.int64) + pred
+    index = n_classes * target.astype(np.int64, copy=False) + pred
     counts = np.bincount(index, minlength=n_classes * n_classes)
     return torch.from_numpy(counts.astype(np.int64, copy=False)).reshape(n_classes, n_classes)
 
