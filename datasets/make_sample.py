@@ -26,33 +26,42 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "sample"
 
 
-def shrink(img: Image.Image, resample) -> Image.Image:
+def shrink(img: Image.Image, resample, max_side: int = MAX_SIDE) -> Image.Image:
     w, h = img.size
-    if max(w, h) <= MAX_SIDE:
+    if max(w, h) <= max_side:
         return img
-    s = MAX_SIDE / max(w, h)
+    s = max_side / max(w, h)
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), resample)
+
+
+def shrink_copy(src: Path, out: Path, ids, max_side: int = MAX_SIDE, xml: bool = True) -> None:
+    """Copy the pairs ``ids`` from the data root ``src`` to ``out`` (same layout), each shrunk so
+    its longer side is at most ``max_side`` px (photo bilinear, JPEG quality 90; label NEAREST,
+    palette kept), plus ``label_names.txt`` and ``readme.txt``; ``.xml`` annotations too if asked."""
+    (out / "base").mkdir(parents=True, exist_ok=True)
+    for image_id in ids:
+        photo = Image.open(src / "base" / f"{image_id}.jpg").convert("RGB")
+        shrink(photo, Image.Resampling.BILINEAR, max_side).save(out / "base" / f"{image_id}.jpg",
+                                                                quality=90)
+        label = Image.open(src / "base" / f"{image_id}.png")
+        assert label.mode == "P", f"{image_id}.png is not a palette PNG"
+        shrink(label, Image.Resampling.NEAREST, max_side).save(out / "base" / f"{image_id}.png")
+        if xml:
+            shutil.copyfile(src / "base" / f"{image_id}.xml", out / "base" / f"{image_id}.xml")
+    for name in ("label_names.txt", "readme.txt"):
+        shutil.copyfile(src / name, out / name)
 
 
 def main(src: str) -> None:
     src = Path(src)
     rng = random.Random(SEED)
-    (OUT / "base").mkdir(parents=True, exist_ok=True)
-    (OUT / "splits").mkdir(exist_ok=True)
+    (OUT / "splits").mkdir(parents=True, exist_ok=True)
     for split, n in COUNTS.items():
         ids = (HERE / "splits" / f"{split}.txt").read_text().split()
         chosen = sorted(rng.sample(ids, n))
         (OUT / "splits" / f"{split}.txt").write_text("".join(f"{i}\n" for i in chosen))
-        for image_id in chosen:
-            photo = Image.open(src / "base" / f"{image_id}.jpg").convert("RGB")
-            shrink(photo, Image.Resampling.BILINEAR).save(OUT / "base" / f"{image_id}.jpg", quality=90)
-            label = Image.open(src / "base" / f"{image_id}.png")
-            assert label.mode == "P", f"{image_id}.png is not a palette PNG"
-            shrink(label, Image.Resampling.NEAREST).save(OUT / "base" / f"{image_id}.png")
-            shutil.copyfile(src / "base" / f"{image_id}.xml", OUT / "base" / f"{image_id}.xml")
+        shrink_copy(src, OUT, chosen)
         print(f"{split}: {chosen}")
-    for name in ("label_names.txt", "readme.txt"):
-        shutil.copyfile(src / name, OUT / name)
 
 
 if __name__ == "__main__":

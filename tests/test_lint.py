@@ -14,6 +14,6 @@ def test_ruff_is_clean(repo_root):
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
     r = subprocess.run([ruff, "check", "--output-format", "concise", "assignment_lib", "autograder",
-                        "tests", "benchmarks", "datasets"], cwd=repo_root, capture_output=True,
+                        "tests", "benchmarks", "datasets", "scripts"], cwd=repo_root, capture_output=True,
                        text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
