@@ -30,3 +30,16 @@ def test_every_tier_with_a_threshold_records_the_baseline_it_was_calibrated_agai
         record = table["recipes"][f"{tier}_fcn8s"]
         assert record["constant_predictor_mean_iou"] < need
         assert min(r["mean_iou"] for r in record["reference"]) >= need
+
+
+def test_recipes_name_only_hidden_tests_that_exist(repo_root):
+    from autograder import recipes
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric()
+    named = {r.name: r.test for r in recipes.recipes() if r.test is not None}
+    assert named == {"cpu_fcn8s": "test_fcn8s_miou_cpu", "gpu_fcn8s": "test_fcn8s_miou_gpu"}
+    assert set(named.values()) <= set(rubric)
+    table = json.loads((repo_root / "autograder" / "thresholds.json").read_text())
+    for name, record in table["recipes"].items():
+        assert record.get("recipe", record).get("test", named.get(name)) == named.get(name), name
