@@ -101,11 +101,16 @@ def _hyper(m: nn.Module) -> dict:
     return attrs
 
 
-def _construct(name, n_classes):
-    cls = NAMESPACE.get(name)
-    if cls is None:
+def _defined(name):
+    """The submission's ``name``, or a NameError that says which cell to look at."""
+    fn = NAMESPACE.get(name)
+    if fn is None:
         raise NameError(f"{name} is not defined (did its cell run without errors?)")
-    return cls(n_classes=n_classes)
+    return fn
+
+
+def _construct(name, n_classes):
+    return _defined(name)(n_classes=n_classes)
 
 
 def op_describe(req):
@@ -178,9 +183,7 @@ def op_forward(req):
 
 
 def op_call(req):
-    fn = NAMESPACE.get(req["name"])
-    if fn is None:
-        raise NameError(f"{req['name']} is not defined (did its cell run without errors?)")
+    fn = _defined(req["name"])
     results = []
     for args in req["calls"]:
         try:
@@ -192,9 +195,7 @@ def op_call(req):
 
 
 def op_loss_grad(req):
-    fn = NAMESPACE.get(req["name"])
-    if fn is None:
-        raise NameError(f"{req['name']} is not defined (did its cell run without errors?)")
+    fn = _defined(req["name"])
     out = []
     for case in req["cases"]:
         entry = {"ok": False}
