@@ -43,26 +43,31 @@ def _scalar(entry):
     return v.reshape(()).to(torch.float64)
 
 
-def _value_problems(submission, reference, cases):
+def _answers(submission, cases):
+    """Run the submission's loss on ``cases``: ``(problems for the cases that raised, [(case,
+    answer) for the others]``."""
     res = submission.request("loss_grad", name="soft_iou_loss", cases=cases)["cases"]
-    problems = []
-    for case, r in zip(cases, res):
-        if not r["ok"]:
-            problems.append(f"{_describe(case)}: raised an error:\n{r.get('error', '').strip()}")
-            continue
+    problems = [f"{_describe(case)}: raised an error:\n{r.get('error', '').strip()}"
+                for case, r in zip(cases, res) if not r["ok"]]
+    return problems, [(case, r) for case, r in zip(cases, res) if r["ok"]]
+
+
+def _value_problems(submission, reference, cases):
+    problems, answered = _answers(submission, cases)
+    for case, r in answered:
         got = _scalar(r)
         want, _ = _ref(reference, case)
         if got is None:
             problems.append(f"{_describe(case)}: returned {r['type']}, not a scalar tensor")
         elif not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
             problems.append(f"{_describe(case)}: loss {float(got):.6g}, expected {float(want):.6g}")
-    return problems, res
+    return problems
 
 
 def test_soft_iou_loss_values(submission, reference, partial):
     submission.require("soft_iou_loss")
     cases = _cases()
-    problems, _ = _value_problems(submission, reference, cases)
+    problems = _value_problems(submission, reference, cases)
     partial(1 - len(problems) / len(cases))
     assert not problems, ("\n".join(problems) + "\nCheck: softmax over the class dimension, "
                           "intersection sum(p*y) and union sum(p + y - p*y) over batch and pixels "
@@ -76,12 +81,8 @@ def test_soft_iou_loss_gradient(submission, reference, partial):
     cases.append({"logits": torch.randn(1, 12, 2, 3, generator=g, dtype=torch.float64),
                   "target": torch.randint(0, 12, (1, 2, 3), generator=g),
                   "kwargs": {"smooth": 1e-6}, "gradcheck": True})
-    res = submission.request("loss_grad", name="soft_iou_loss", cases=cases)["cases"]
-    problems = []
-    for case, r in zip(cases, res):
-        if not r["ok"]:
-            problems.append(f"{_describe(case)}: raised an error:\n{r.get('error', '').strip()}")
-            continue
+    problems, answered = _answers(submission, cases)
+    for case, r in answered:
         grad = r.get("grad")
         _, want = _ref(reference, case)
         if type(grad) is not torch.Tensor:
@@ -134,7 +135,7 @@ def test_soft_iou_loss_ignore_index(submission, reference, partial):
         target = torch.randint(0, c, (2, 7, 6), generator=g)
         target[:, :3, :2] = ii
         cases.append({"logits": logits, "target": target, "kwargs": {"ignore_index": ii}})
-    problems, _ = _value_problems(submission, reference, cases)
+    problems = _value_problems(submission, reference, cases)
     partial(1 - len(problems) / len(cases))
     assert not problems, ("\n".join(problems) + "\nPixels whose target is ignore_index must be "
                           "left out of both intersection and union (mask the probabilities too).")
