@@ -75,13 +75,9 @@ def make_submissions(release_dir: Path, source_dir: Path, expected_path: Path, o
     import nbformat
 
     from assignment_lib import submit
+    from autograder import reference
 
-    solutions: dict[str, str] = {}
-    for src in sorted(source_dir.glob("*.ipynb")):
-        for cell in nbformat.read(src, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("solution"):
-                solutions[meta["grade_id"]] = cell.source
+    solutions = {gid: reference.cell_source(gid, source_dir) for gid in reference.ANSWER_CELLS}
     expected = submit.load_expected(expected_path)
     zips = []
     for student in STUDENTS:
