@@ -60,6 +60,11 @@ PALETTE.setflags(write=False)
 #: Target value for pixels without a label (padding); losses and metrics must ignore it.
 IGNORE_INDEX = 255
 
+#: Per-channel RGB mean and standard deviation of ImageNet, for images scaled to [0, 1]: the
+#: normalisation torchvision's VGG-16 weights expect (used by ``transforms`` and ``train``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 SPLITS = ("train", "val", "test")
 ENV_ROOT = "CMP_FACADE_ROOT"
 ENV_CACHE = "FCN_KIT_CACHE"
@@ -341,7 +346,7 @@ class CMPFacade(torch.utils.data.Dataset):
         cache: True (default) decodes every file once (:func:`load_split`); False decodes on every
             access (slow; for benchmarks).
 
-    Items: ``image`` float32 (3, H, W), ImageNet-normalised (``transforms.IMAGENET_MEAN/STD``);
+    Items: ``image`` float32 (3, H, W), ImageNet-normalised (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`);
     ``target`` int64 (H, W) with class indices 0..11 and ``IGNORE_INDEX`` (255) where a transform
     padded.
     """

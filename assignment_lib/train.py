@@ -35,13 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from assignment_lib.data import IGNORE_INDEX, N_CLASSES
+from assignment_lib.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, N_CLASSES
 from assignment_lib.metrics import SegmentationMetrics
-
-#: ImageNet statistics of torchvision's VGG-16 (RGB in [0, 1]); same values as
-#: ``assignment_lib.transforms.IMAGENET_MEAN`` / ``IMAGENET_STD``.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: The VGG-16 convolutional layers of FCN-32s/16s/8s (names as in Long et al. / wkentaro/pytorch-fcn).
 ENCODER_LAYERS = (

@@ -20,12 +20,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from assignment_lib.data import IGNORE_INDEX
-
-#: Per-channel RGB mean of ImageNet, for images scaled to [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-#: Per-channel RGB standard deviation of ImageNet, for images scaled to [0, 1].
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from assignment_lib.data import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 
 class RandomScale(v2.Transform):
