@@ -219,9 +219,11 @@ def _worker(sub: Submission, options: GradeOptions, lease: GpuLease | None, slot
             message = f"the grader failed on this submission: {tb}"
         result = failure_result(sub.student, message, template)
         result.wall_s = time.perf_counter() - t0
+        result.intake = sub.intake()
         reports.write_student_outputs(result, student_dir, submission_sha256=sha,
                                       settings=options.settings(), run_id=run_id)
         sys.exit(EXIT_RUNNER_FAILED)
+    result.intake = sub.intake()
     reports.write_student_outputs(result, student_dir, submission_sha256=sha,
                                   settings=options.settings(), run_id=run_id)
 
@@ -299,6 +301,7 @@ def _run_one(ctx, sub: Submission, options: GradeOptions, pool: GpuPool, slots: 
             reason = f"the grading process ended without a readable result ({e})"
     result = failure_result(sub.student, reason, template)
     result.wall_s = time.perf_counter() - t0
+    result.intake = sub.intake()
     reports.write_student_outputs(result, student_dir, submission_sha256=sha,
                                   settings=options.settings(), run_id=run_id)
     return result, False
@@ -368,6 +371,7 @@ def grade_all(submissions: list[Submission], options: GradeOptions, log=print) -
             if template:
                 fixed = failure_result(sub.student, "; ".join(result.problems) or "not graded", template)
                 fixed.wall_s = result.wall_s
+                fixed.intake = result.intake
                 reports.write_student_outputs(fixed, out / sub.student, submission_sha256=sha,
                                               settings=settings, run_id=run_id)
     finally:

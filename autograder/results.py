@@ -74,6 +74,9 @@ class SubmissionResult:
         problems: submission-level messages (unreadable notebook, deleted cell, ...).
         wall_s: seconds spent grading this submission.
         device: where the GPU tests ran, or ``"cpu"``.
+        intake: facts about the hand-in, for the reports (``autograder.submissions.Submission.intake``:
+            submission time and its source, manifest facts, LMS, warnings, replaced duplicates,
+            late verdict); ``{}`` when unknown.
     """
 
     student: str
@@ -84,6 +87,7 @@ class SubmissionResult:
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     device: str = "cpu"
+    intake: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:

@@ -8,7 +8,25 @@ Accepted inputs (each path given to ``python -m autograder grade``):
 * one student's folder of loose notebooks: ``<student>/*.ipynb`` (student = folder name);
 * zip files made by ``python -m assignment_lib.submit`` (a ``.zip`` or a folder of them): the
   student is the name in the zip's ``manifest.json`` (key ``student``) when there is one, else the
-  zip's stem.
+  zip's stem;
+* LMS bulk downloads (:func:`parse_lms_name`): Canvas files ``lastfirst[_LATE]_<user id>_<file
+  id>_<name>`` (loose notebooks in one folder are grouped by student; zips too), Blackboard files
+  ``<assignment>_<user>_attempt_<YYYY-MM-DD-HH-MM-SS>_<name>`` and Moodle folders
+  ``<Full Name>_<id>_assignsubmission_file_``. The LMS's identity wins over a manifest's (the LMS
+  authenticated the uploader; a differing manifest name is reported), and its suffixes (``-1``,
+  `` (2)``) are stripped from notebook names.
+
+Submission times (:attr:`Submission.submitted_at`), most trusted first: nbgrader's
+``timestamp.txt``, a time in the LMS file name, the manifest's ``created`` (the student's clock),
+the files' modification time (used only to order duplicates, never for lateness).
+
+A student found more than once is graded once: the submission that ``keep`` picks (``latest``,
+the default, or ``earliest`` by submission time; ``error`` stops as before); the kept one lists
+the others in :attr:`Submission.replaced`, which every report shows.
+
+Notebooks that are not UTF-8 (saved as latin-1 or cp1252 by another editor) are decoded with a
+fallback, rewritten as UTF-8 in the work folder, and graded with a warning
+(:func:`decode_notebook_bytes`).
 
 Zips are untrusted: :func:`safe_extract` refuses absolute paths, ``..`` components, links, more
 than :data:`MAX_ZIP_ENTRIES` entries and more than :data:`MAX_ZIP_BYTES` uncompressed (counted
@@ -26,6 +44,7 @@ import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 #: The nbgrader assignment that this kit releases.
@@ -36,6 +55,15 @@ MAX_ZIP_ENTRIES = 200
 MAX_ZIP_BYTES = 100 * 1024 * 1024
 #: Names (case-insensitive) read as the zip's manifest.
 MANIFEST_NAMES = ("manifest.json",)
+#: How duplicate submissions of one student are resolved (``--keep``).
+KEEP_RULES = ("latest", "earliest", "error")
+#: nbgrader's submission time file, in ``submitted/<student>/<assignment>/``.
+TIMESTAMP_FILE = "timestamp.txt"
+#: Encodings tried, in order, for a notebook that is not UTF-8.
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+#: Time sources, most trusted first (only the first three count for lateness).
+TIME_SOURCES = ("nbgrader timestamp.txt", "LMS file name", "manifest created (the student's clock)",
+                "file modification time")
 
 _STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 
@@ -53,19 +81,47 @@ class Submission:
     """One student's hand-in, ready to grade.
 
     Attributes:
-        student: the student id (folder name, zip stem or manifest name); safe as a folder name.
+        student: the student id (folder name, zip stem, manifest name or LMS name); safe as a folder name.
         notebooks: ``{notebook stem: path to .ipynb}``, e.g. ``{"fcn_segmentation": Path(...)}``.
         source: the path it was found at (folder or zip).
         error: why it cannot be graded (bad zip, no notebooks), or ``None``.
+        submitted_at: when it was handed in (ISO 8601, UTC), or ``None`` when unknown.
+        time_source: where ``submitted_at`` comes from (one of :data:`TIME_SOURCES`), or ``""``.
+        manifest: the zip's ``manifest.json`` (``{}`` when there is none).
+        lms: what an LMS file name said: ``{"system", "user_id", "late"}`` (``{}`` if none).
+        warnings: intake messages for the feedback (encoding fallback, manifest name differs...).
+        replaced: the other submissions of this student that were not graded, each
+            ``{"source", "submitted_at", "time_source"}``, and ``keep``, the rule that chose.
+        late: the late policy's verdict (:meth:`autograder.policy.LatePolicy.assess`), or ``{}``.
     """
 
     student: str
     notebooks: dict[str, Path] = field(default_factory=dict)
     source: Path | None = None
     error: str | None = None
+    submitted_at: str | None = None
+    time_source: str = ""
+    manifest: dict = field(default_factory=dict)
+    lms: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    replaced: list[dict] = field(default_factory=list)
+    keep: str = ""
+    late: dict = field(default_factory=dict)
+
+    def intake(self) -> dict:
+        """What the reports show about this hand-in (``SubmissionResult.intake``), plain JSON data:
+        ``source``, ``submitted_at``, ``time_source``, ``manifest`` (its ``created``, ``forced``,
+        ``problems`` and ``run`` when present), ``lms``, ``warnings``, ``replaced``, ``keep``, ``late``."""
+        facts = {k: self.manifest[k] for k in ("created", "forced", "problems", "run")
+                 if k in self.manifest}
+        return {"source": str(self.source) if self.source else "", "submitted_at": self.submitted_at,
+                "time_source": self.time_source, "manifest": facts, "lms": dict(self.lms),
+                "warnings": list(self.warnings), "replaced": list(self.replaced), "keep": self.keep,
+                "late": dict(self.late)}
 
     def sha256(self) -> str:
-        """sha256 over the notebooks' names and bytes (sorted by name); identifies this hand-in."""
+        """sha256 over the notebooks' names and bytes (sorted by name) and the intake facts
+        (time, lateness, warnings); identifies this hand-in, so a new extension regrades it."""
         h = hashlib.sha256()
         for name in sorted(self.notebooks):
             h.update(name.encode() + b"\0")
@@ -73,6 +129,9 @@ class Submission:
             h.update(b"\0")
         if self.error:
             h.update(b"error\0" + self.error.encode())
+        facts = self.intake()
+        facts = {k: facts[k] for k in ("submitted_at", "time_source", "manifest", "lms", "warnings", "late")}
+        h.update(json.dumps(facts, sort_keys=True, default=str).encode())
         return h.hexdigest()
 
 
@@ -185,25 +244,216 @@ def safe_extract(zip_path: Path, dest: Path) -> tuple[dict[str, Path], dict]:
     return _notebooks_in(dest), manifest
 
 
+# ----------------------------------------------------------------------------- LMS names, times, encodings
+
+_CANVAS_RE = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<file_id>\d+)_(?P<file>.+)$")
+_BLACKBOARD_RE = re.compile(r"^(?P<assignment>.+?)_(?P<name>[^_]+)_attempt_"
+                            r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})(?:_(?P<file>.+))?$")
+_MOODLE_RE = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?$")
+_COPY_SUFFIX_RE = re.compile(r"(?:-\d+| \(\d+\))$")
+
+
+@dataclass(frozen=True)
+class LmsName:
+    """What an LMS bulk-download file or folder name says.
+
+    Attributes:
+        system: ``"canvas"``, ``"blackboard"`` or ``"moodle"``.
+        student: the student id derived from it (safe as a folder name).
+        user_id: the LMS's numeric id when the name has one, else ``""``.
+        late: the LMS marked it late (Canvas ``_LATE``).
+        submitted_at: the time in the name (Blackboard, read as UTC), ISO 8601, or ``None``.
+        original: the file name the student uploaded, without the LMS's copy suffix (``-1``,
+            `` (2)``), e.g. ``fcn_segmentation.ipynb``; ``""`` for a folder.
+        order: a number that grows with later uploads (Canvas file id), for ties.
+    """
+
+    system: str
+    student: str
+    user_id: str = ""
+    late: bool = False
+    submitted_at: str | None = None
+    original: str = ""
+    order: int = 0
+
+
+def slug(text: str) -> str:
+    """``text`` made usable as a student id: runs of other characters become ``_``."""
+    out = re.sub(r"[^A-Za-z0-9._@+-]+", "_", text).strip("._@+-")
+    return out[:128] or "x"
+
+
+def strip_copy_suffix(stem: str) -> str:
+    """``fcn_segmentation-2`` or ``fcn_segmentation (1)`` -> ``fcn_segmentation`` (LMS and browser
+    suffixes for a second file of the same name)."""
+    return _COPY_SUFFIX_RE.sub("", stem)
+
+
+def parse_lms_name(name: str, folder: bool = False) -> LmsName | None:
+    """Read a Canvas, Blackboard (file names) or Moodle (folder names) bulk-download name.
+
+    Examples: ``doecarol_LATE_222_333_fcn_segmentation-1.ipynb`` -> Canvas, student ``doecarol``,
+    user 222, late; ``HW3_jdoe_attempt_2026-12-01-23-59-59_fcn_segmentation.ipynb`` -> Blackboard,
+    student ``jdoe``, time 2026-12-01T23:59:59+00:00; folder ``Carol Doe_4411_assignsubmission_file_``
+    -> Moodle, student ``Carol_Doe``. Returns ``None`` for any other name.
+    """
+    if folder:
+        m = _MOODLE_RE.match(name)
+        return LmsName("moodle", slug(m["name"]), user_id=m["user"]) if m else None
+    p = PurePosixPath(name)
+    stem, suffix = p.stem, p.suffix
+    m = _CANVAS_RE.match(stem)
+    if m:
+        return LmsName("canvas", slug(m["name"]), user_id=m["user"], late=bool(m["late"]),
+                       original=strip_copy_suffix(m["file"]) + suffix, order=int(m["file_id"]))
+    m = _BLACKBOARD_RE.match(stem)
+    if m:
+        t = datetime.strptime(m["time"], "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
+        return LmsName("blackboard", slug(m["name"]), late=False,
+                       submitted_at=t.isoformat(timespec="seconds"),
+                       original=strip_copy_suffix(m["file"] or "") + (suffix if m["file"] else ""))
+    return None
+
+
+def read_timestamp(folder: Path) -> str | None:
+    """nbgrader's ``timestamp.txt`` in ``folder`` as ISO 8601 UTC, or ``None`` (absent or unreadable)."""
+    path = Path(folder) / TIMESTAMP_FILE
+    if not path.is_file():
+        return None
+    from autograder.policy import PolicyError, iso, parse_time
+
+    try:
+        return iso(parse_time(path.read_text(encoding="utf-8", errors="replace"), str(path)))
+    except PolicyError:
+        return None
+
+
+def _manifest_time(manifest: dict) -> str | None:
+    from autograder.policy import PolicyError, iso, parse_time
+
+    created = manifest.get("created")
+    if not isinstance(created, str) or not created.strip():
+        return None
+    try:
+        return iso(parse_time(created, "manifest created"))
+    except PolicyError:
+        return None
+
+
+def _mtime(paths) -> str | None:
+    times = [Path(p).stat().st_mtime for p in paths if Path(p).exists()]
+    return datetime.fromtimestamp(max(times), UTC).isoformat(timespec="seconds") if times else None
+
+
+def decode_notebook_bytes(data: bytes) -> tuple[str, str]:
+    """Text of a notebook file and the encoding that read it: UTF-8 (with or without a BOM),
+    else the first of :data:`FALLBACK_ENCODINGS` that decodes it (latin-1 always does)."""
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    for enc in FALLBACK_ENCODINGS:
+        try:
+            return data.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover
+
+
+def _transcode(sub: Submission, work_dir: Path) -> None:
+    """Rewrite ``sub``'s non-UTF-8 notebooks as UTF-8 copies under ``work_dir`` and warn."""
+    for name, path in list(sub.notebooks.items()):
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            continue  # reported by the runner as a missing/unreadable notebook
+        text, enc = decode_notebook_bytes(data)
+        if enc == "utf-8":
+            continue
+        dest = work_dir / "transcoded" / sub.student / f"{name}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text, encoding="utf-8")
+        sub.notebooks[name] = dest
+        sub.warnings.append(
+            f"{name}.ipynb is not UTF-8: it was read as {enc} and graded. Accented letters may show "
+            "wrongly; save notebooks from Jupyter (which writes UTF-8) next time.")
+
+
+# ----------------------------------------------------------------------------- layouts
+
 def _from_zip(zip_path: Path, work_dir: Path) -> Submission:
     stem = zip_path.stem
-    fallback = stem if _STUDENT_RE.match(stem) else re.sub(r"[^A-Za-z0-9._@+-]", "_", stem) or "x"
+    lms = parse_lms_name(zip_path.name)
+    fallback = lms.student if lms else slug(stem) if not _STUDENT_RE.match(stem) else stem
     dest = work_dir / "unzipped" / fallback
     try:
         notebooks, manifest = safe_extract(zip_path, dest)
-        student = str(manifest.get("student") or stem)
+        claimed = str(manifest.get("student") or "")
+        student = lms.student if lms else (claimed or stem)
         check_student_id(student, zip_path)
     except SubmissionError as e:
-        return Submission(student=fallback, source=zip_path, error=str(e))
+        return Submission(student=fallback, source=zip_path, error=str(e), **_lms_fields(lms))
     if student != fallback:
         final = work_dir / "unzipped" / student
         if final.exists():
             shutil.rmtree(final)
         dest.rename(final)
         notebooks = _notebooks_in(final)
+    sub = Submission(student, notebooks, source=zip_path, manifest=manifest, **_lms_fields(lms))
+    if lms and claimed and claimed != student:
+        sub.warnings.append(f"the zip's manifest names student {claimed!r}, but {lms.system} says "
+                            f"{student!r}: graded as {student!r}.")
+    if sub.submitted_at is None and (t := _manifest_time(manifest)):
+        sub.submitted_at, sub.time_source = t, TIME_SOURCES[2]
     if not notebooks:
-        return Submission(student, source=zip_path, error=f"{zip_path}: the zip holds no .ipynb notebook")
-    return Submission(student, notebooks, source=zip_path)
+        sub.error = f"{zip_path}: the zip holds no .ipynb notebook"
+    return sub
+
+
+def _lms_fields(lms: LmsName | None) -> dict:
+    if lms is None:
+        return {}
+    out = {"lms": {"system": lms.system, "user_id": lms.user_id, "late": lms.late}}
+    if lms.submitted_at:
+        out.update(submitted_at=lms.submitted_at, time_source=TIME_SOURCES[1])
+    return out
+
+
+def _folder_submission(folder: Path, student: str | None = None, source: Path | None = None) -> Submission:
+    """One student's folder of notebooks (``student`` defaults to the folder name, or the Moodle name)."""
+    lms = parse_lms_name(folder.name, folder=True) if student is None else None
+    student = student or (lms.student if lms else folder.name)
+    sub = Submission(check_student_id(student, folder), _notebooks_in(folder), source=source or folder,
+                     **_lms_fields(lms))
+    if t := read_timestamp(folder):
+        sub.submitted_at, sub.time_source = t, TIME_SOURCES[0]
+    return sub
+
+
+def _lms_loose_files(folder: Path) -> list[Submission] | None:
+    """Loose LMS-named notebooks in one folder grouped into one submission per student (and per
+    Blackboard attempt), or ``None`` when no file has an LMS name."""
+    groups: dict[tuple, Submission] = {}
+    order: dict[tuple, int] = {}
+    found = False
+    for p in sorted(folder.glob("*.ipynb")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        lms = parse_lms_name(p.name)
+        if lms is None:
+            continue
+        found = True
+        key = (lms.student, lms.user_id, lms.submitted_at)
+        sub = groups.setdefault(key, Submission(lms.student, source=folder, **_lms_fields(lms)))
+        sub.lms["late"] = sub.lms["late"] or lms.late
+        name = PurePosixPath(lms.original).stem or strip_copy_suffix(p.stem)
+        if name in sub.notebooks and order[(*key, name)] > lms.order:
+            continue  # an earlier upload of the same notebook
+        if name in sub.notebooks:
+            sub.warnings.append(f"two files named {name}.ipynb; graded the later upload ({p.name})")
+        sub.notebooks[name] = p
+        order[(*key, name)] = lms.order
+    return list(groups.values()) if found else None
 
 
 def _is_nbgrader_submitted(folder: Path, assignment: str) -> bool:
@@ -219,54 +469,125 @@ def _discover_one(path: Path, work_dir: Path, assignment: str) -> list[Submissio
         raise SubmissionError(f"{path}: expected a folder or a .zip file, got a {path.suffix or 'plain'} file")
     if (path / "submitted").is_dir():  # an nbgrader course folder
         path = path / "submitted"
+    lms_subs = _lms_loose_files(path)
+    if lms_subs is not None:  # an LMS bulk download: loose files of many students
+        return lms_subs + [_from_zip(z, work_dir) for z in sorted(path.glob("*.zip")) if z.is_file()]
     if _notebooks_in(path):  # one student's loose notebooks
-        return [Submission(check_student_id(path.name, path), _notebooks_in(path), source=path)]
+        return [_folder_submission(path)]
     subs: list[Submission] = []
     if _is_nbgrader_submitted(path, assignment):
         for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
             folder = d / assignment
-            nbs = _notebooks_in(folder) if folder.is_dir() else {}
-            error = None if nbs else f"{d}: no notebooks in {assignment}/"
-            subs.append(Submission(check_student_id(d.name, d), nbs, source=folder, error=error))
+            if folder.is_dir():
+                sub = _folder_submission(folder, student=d.name)
+            else:
+                sub = Submission(check_student_id(d.name, d), source=folder)
+            if not sub.notebooks:
+                sub.error = f"{d}: no notebooks in {assignment}/"
+            subs.append(sub)
         return subs
     for entry in sorted(path.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_file() and entry.suffix.lower() == ".zip":
             subs.append(_from_zip(entry, work_dir))
-        elif entry.is_dir():
-            nbs = _notebooks_in(entry)
-            if nbs:
-                subs.append(Submission(check_student_id(entry.name, entry), nbs, source=entry))
+        elif entry.is_dir() and _notebooks_in(entry):
+            subs.append(_folder_submission(entry))
     if not subs:
         raise SubmissionError(
             f"{path}: found no submissions (expected submitted/<student>/{assignment}/*.ipynb, "
-            "<student>/*.ipynb folders, *.ipynb files or .zip files)"
+            "<student>/*.ipynb folders, *.ipynb files, .zip files or an LMS bulk download)"
         )
     return subs
 
 
+# ----------------------------------------------------------------------------- duplicates
+
+def _split_lms_namesakes(subs: list[Submission]) -> None:
+    """Two LMS users with the same derived name (e.g. two ``smithjohn``) become ``name_userid``."""
+    users: dict[str, set[str]] = {}
+    for sub in subs:
+        if sub.lms.get("user_id"):
+            users.setdefault(sub.student, set()).add(sub.lms["user_id"])
+    for sub in subs:
+        if len(users.get(sub.student, ())) > 1:
+            sub.student = check_student_id(f"{sub.student}_{sub.lms['user_id']}", sub.source or sub.student)
+
+
+def _time_key(sub: Submission) -> str:
+    if sub.submitted_at is None:
+        sub.submitted_at = _mtime(sub.notebooks.values()) if sub.notebooks else None
+        sub.time_source = TIME_SOURCES[3] if sub.submitted_at else ""
+    return sub.submitted_at or ""
+
+
+def select_submissions(found: list[Submission], keep: str = "latest") -> list[Submission]:
+    """One submission per student, sorted by student id.
+
+    ``keep``: ``"latest"`` or ``"earliest"`` by :attr:`Submission.submitted_at` (equal or unknown
+    times: the one found last wins for ``latest``, first for ``earliest``), or ``"error"``. The
+    kept submission lists the others in ``replaced`` and the rule in ``keep``.
+
+    Raises:
+        SubmissionError: ``keep="error"`` and a student appears twice (names both places), or
+            an unknown rule.
+    """
+    if keep not in KEEP_RULES:
+        raise SubmissionError(f"--keep must be one of {KEEP_RULES}, got {keep!r}")
+    _split_lms_namesakes(found)
+    by_student: dict[str, list[Submission]] = {}
+    for sub in found:
+        if keep == "error" and sub.student in by_student:
+            raise SubmissionError(
+                f"student {sub.student!r} submitted twice: {by_student[sub.student][0].source} and "
+                f"{sub.source} (use --keep latest or --keep earliest to grade one of them)")
+        by_student.setdefault(sub.student, []).append(sub)
+    out = []
+    for student in sorted(by_student):
+        group = by_student[student]
+        if len(group) > 1:
+            ranked = sorted(enumerate(group), key=lambda iv: (_time_key(iv[1]), iv[0]))
+            chosen = ranked[-1][1] if keep == "latest" else ranked[0][1]
+            chosen.keep = keep
+            chosen.replaced = [{"source": str(s.source), "submitted_at": s.submitted_at,
+                                "time_source": s.time_source} for s in group if s is not chosen]
+            group = [chosen]
+        out.append(group[0])
+    return out
+
+
 def find_submissions(
-    paths: list[str | Path], work_dir: str | Path, assignment: str = ASSIGNMENT
+    paths: list[str | Path], work_dir: str | Path, assignment: str = ASSIGNMENT, keep: str = "latest"
 ) -> list[Submission]:
-    """Every submission under ``paths``, sorted by student id.
+    """Every submission under ``paths``, one per student, sorted by student id.
 
     Args:
         paths: folders or zip files in any of the accepted layouts (see the module docstring).
-        work_dir: where zips are extracted (``work_dir/unzipped/<student>/``).
+        work_dir: where zips are extracted (``work_dir/unzipped/<student>/``) and non-UTF-8
+            notebooks rewritten (``work_dir/transcoded/<student>/``).
         assignment: the nbgrader assignment name, used in the ``submitted/`` layout.
+        keep: which of a student's several submissions is graded (:func:`select_submissions`).
 
     Raises:
         SubmissionError: a path that does not exist or holds no submission, an unusable student
-            id, or the same student found twice (the message names both places).
+            id, or (``keep="error"`` only) the same student found twice.
     """
     work_dir = Path(work_dir)
-    found: dict[str, Submission] = {}
+    found: list[Submission] = []
     for raw in paths:
-        for sub in _discover_one(Path(raw), work_dir, assignment):
-            if sub.student in found:
-                raise SubmissionError(
-                    f"student {sub.student!r} submitted twice: {found[sub.student].source} and {sub.source}"
-                )
-            found[sub.student] = sub
-    return [found[s] for s in sorted(found)]
+        found += _discover_one(Path(raw), work_dir, assignment)
+    subs = select_submissions(found, keep)
+    for sub in subs:
+        _transcode(sub, work_dir)
+    return subs
+
+
+def duplicates_report(subs: list[Submission]) -> list[str]:
+    """One line per student who handed in more than once: which one was graded and why."""
+    lines = []
+    for sub in subs:
+        if sub.replaced:
+            others = "; ".join(f"{r['source']} ({r['submitted_at'] or 'time unknown'})" for r in sub.replaced)
+            lines.append(f"{sub.student}: graded {sub.source} ({sub.submitted_at or 'time unknown'}, "
+                         f"from {sub.time_source or 'nowhere'}; rule: keep {sub.keep}); not graded: {others}")
+    return lines
