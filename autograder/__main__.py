@@ -5,6 +5,7 @@
     demo              release, make three sample submissions, grade them, print the scores
     calibrate         measure reference timings and thresholds (autograder.calibrate)
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
+    feedback          re-render every student's feedback for a release state (e.g. --published)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -48,8 +49,56 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds for a whole submission before it is stopped (default 1800)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-pdf", action="store_true", help="do not print inline_answers.html to PDF")
+    add_intake_arguments(p)
     p.add_argument("--runner", default=None, help=argparse.SUPPRESS)  # tests inject a fake runner
     p.add_argument("--runner-config", default=None, help=argparse.SUPPRESS)
+
+
+def _fraction(text: str) -> float:
+    """``10%`` or ``0.1`` -> 0.1."""
+    t = text.strip()
+    try:
+        return float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}")
+
+
+def add_intake_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``grade`` flags for resubmissions, the late policy and the release state (autograder.policy)."""
+    g = p.add_argument_group("resubmissions, late work, release (see autograder/policy.py)")
+    g.add_argument("--keep", choices=("latest", "earliest", "error"), default="latest",
+                   help="which of a student's several hand-ins is graded, by submission time "
+                        "(default latest; error: stop as before)")
+    g.add_argument("--late-policy", default=None, metavar="FILE.toml",
+                   help="late policy file: due, per, penalty, cap, grace_minutes, basis, [extensions]")
+    g.add_argument("--due", default=None, metavar="ISO", help="due date, e.g. 2026-12-01T23:59:00+01:00")
+    g.add_argument("--late-penalty", type=_fraction, default=None, metavar="F",
+                   help="fraction lost per day/hour late, e.g. 10%% or 0.1")
+    g.add_argument("--late-per", choices=("day", "hour"), default=None, help="unit of the penalty")
+    g.add_argument("--late-cap", type=_fraction, default=None, metavar="F", help="largest fraction lost")
+    g.add_argument("--extensions", default=None, metavar="FILE",
+                   help="per-student extensions: CSV (student, due or hours) or TOML")
+    g.add_argument("--published", action="store_true",
+                   help="grades are published: students' feedback.html shows after_published tests")
+
+
+def late_policy(args: argparse.Namespace):
+    """The run's :class:`autograder.policy.LatePolicy` from the flags (raises PolicyError)."""
+    from autograder.policy import load_policy
+
+    overrides = {"due": args.due, "penalty": args.late_penalty, "per": args.late_per, "cap": args.late_cap}
+    return load_policy(args.late_policy, overrides=overrides, extensions=args.extensions)
+
+
+def assess_lateness(subs, policy) -> None:
+    """Set each submission's ``late`` verdict; file modification times never count as evidence."""
+    from autograder.submissions import TIME_SOURCES
+
+    for sub in subs:
+        if policy.active or sub.lms.get("late"):
+            trusted = sub.time_source in TIME_SOURCES[:3]
+            sub.late = policy.assess(sub.student, sub.submitted_at if trusted else None,
+                                     sub.time_source if trusted else "", bool(sub.lms.get("late")))
 
 
 def grade_options(args: argparse.Namespace, out):
@@ -70,6 +119,8 @@ def print_summary(summary, log=print) -> None:
     log("")
     log(f"graded now: {len(summary.graded)}, failed (zero result with a reason): {len(summary.failed)}, "
         f"skipped (up to date): {len(summary.skipped)}")
+    for line in reports.intake_summary(summary.results):
+        log(line)
     for key, value in summary.outputs.items():
         log(f"{key:>18}: {value}")
     if summary.results:
@@ -79,20 +130,43 @@ def print_summary(summary, log=print) -> None:
 def cmd_grade(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from autograder import reports
     from autograder.grade import grade_all
-    from autograder.submissions import SubmissionError, find_submissions
+    from autograder.submissions import SubmissionError, duplicates_report, find_submissions
 
     out = Path(args.out)
     try:
         options = grade_options(args, out)
-        subs = find_submissions(args.submissions, out / ".work")
+        policy = late_policy(args)
+        subs = find_submissions(args.submissions, out / ".work", keep=args.keep)
     except (SubmissionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    assess_lateness(subs, policy)
     print(f"grading {len(subs)} submission(s) from {', '.join(map(str, args.submissions))} "
-          f"into {out} with {args.jobs} job(s)")
+          f"into {out} with {args.jobs} job(s); late policy: {policy.describe()}")
+    for line in duplicates_report(subs):
+        print(f"resubmitted: {line}")
     summary = grade_all(subs, options)
+    if args.published:
+        reports.rewrite_feedback(out, published=True)
     print_summary(summary)
+    print(f"{'feedback':>18}: <student>/feedback.html is the student version "
+          f"({'published' if args.published else 'before publication: non-visible tests withheld'}); "
+          "feedback_instructor.html shows everything")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from autograder import reports
+
+    try:
+        n = reports.rewrite_feedback(args.results, published=args.published)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    state = "published" if args.published else "before publication"
+    print(f"re-rendered the feedback of {n} student(s) in {args.results} ({state})")
     return 0
 
 
@@ -101,7 +175,7 @@ def cmd_export_gradebook(args: argparse.Namespace) -> int:
 
     try:
         n = export_gradebook(args.results, args.course, assignment=args.assignment,
-                             copy_notebooks=not args.no_notebooks)
+                             copy_notebooks=not args.no_notebooks, published=args.published)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -154,7 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--assignment", default="fcn_segmentation")
     e.add_argument("--no-notebooks", action="store_true",
                    help="do not copy the graded notebooks into <course>/autograded/")
+    e.add_argument("--published", action="store_true",
+                   help="grades are published: the comments students see include after_published tests")
     e.set_defaults(func=cmd_export_gradebook)
+
+    f = sub.add_parser("feedback", help="re-render every student's feedback.html for a release state")
+    f.add_argument("--results", required=True, help="the grade command's --out folder")
+    f.add_argument("--published", action="store_true",
+                   help="grades are published: show after_published tests (hidden ones stay aggregated)")
+    f.set_defaults(func=cmd_feedback)
     return parser
 
 

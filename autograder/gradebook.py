@@ -13,7 +13,14 @@ has created the assignment, its notebooks and grade cells in ``gradebook.db``). 
   ``max_score`` is set to the part's total in ``rubric.toml`` (:func:`rubric_part_points`), which
   is also the ``points`` of the check cell in the notebooks (``tests/test_nbgrader_route.py``
   keeps the two equal, so plain ``nbgrader autograde`` and this export agree on the maxima);
-* the per-test verdicts and messages become the ``auto_comment`` of the answer cell ``P``;
+* the per-test verdicts and messages become the ``auto_comment`` of the answer cell ``P``. nbgrader
+  returns these comments to students (``nbgrader generate_feedback``), so they follow the same
+  visibility rules as the student ``feedback.html`` (:func:`autograder.reports.student_view`):
+  before publication only the tests students may see, plus a count of the withheld ones;
+  ``published=True`` adds the ``after_published`` tests, and ``hidden`` ones stay an aggregate;
+* the submission time goes to ``SubmittedAssignment.timestamp`` and the late policy's penalty to
+  the notebooks' ``late_submission_penalty`` (split over the notebooks by their points), so that
+  nbgrader's own totals and ``nbgrader export`` agree with ``grades.csv``'s ``final``;
 * the inline-answer (manual) cells are left alone for formgrader;
 * the graded notebooks (``DIR/<student>/submission/*.ipynb``) are copied to
   ``COURSE_DIR/autograded/<student>/<assignment>/`` so that formgrader can show them.
@@ -51,21 +58,51 @@ def rubric_part_points(path=None) -> dict[str, float]:
     return totals
 
 
-def _comment(result: SubmissionResult, part: str) -> str:
+def _comment(result: SubmissionResult, part: str, published: bool = False) -> str:
+    """The student-safe comment for one part (see the module docstring)."""
+    view = reports.student_view(result, published)
     lines = [f"Autograder ({result.isolation or 'isolation unknown'}):"]
-    for t in result.tests:
+    for t in view["tests"]:
         if t.part != part:
             continue
         pts = "not run" if t.status == "not_run" else f"{reports.fmt(t.score)}/{reports.fmt(t.max_score)}"
         lines.append(f"- {t.name}: {reports.STATUS_WORDS[t.status]} ({pts})")
         if t.output and t.status != "passed":
             lines += [f"    {line}" for line in t.output.splitlines()]
+    others = [t for t in result.tests if t.part == part and t not in view["tests"]]
+    if others:
+        possible = sum(t.max_score for t in others if t.status != "not_run")
+        if published:
+            got = sum(t.score for t in others if t.status != "not_run")
+            lines.append(f"- other tests ({len(others)}): {reports.fmt(got)}/{reports.fmt(possible)}")
+        else:
+            lines.append(f"- {len(others)} more test(s) worth {reports.fmt(possible)} point(s): "
+                         "shown when grades are published")
     return "\n".join(lines)
 
 
+def _late_into_gradebook(gb, result: SubmissionResult, assignment: str, nb_parts: dict[str, list[str]]) -> None:
+    """Submission time and late penalty of ``result`` into nbgrader's submission and notebooks."""
+    from autograder.policy import parse_time
+
+    intake = result.intake or {}
+    sub = gb.find_submission(assignment, result.student)
+    if intake.get("submitted_at"):
+        sub.timestamp = parse_time(intake["submitted_at"]).replace(tzinfo=None)  # nbgrader: naive UTC
+    penalty = reports.late_penalty(result)
+    parts = result.part_scores()
+    nb_score = {nb: sum(parts.get(p, (0.0, 0.0))[0] for p in ps) for nb, ps in nb_parts.items()}
+    total = sum(nb_score.values())
+    for nb in sub.notebooks:
+        share = nb_score.get(nb.name, 0.0) / total if total else 0.0
+        nb.late_submission_penalty = round(penalty * share, 4) if penalty else None
+
+
 def export_gradebook(results_dir: str | Path, course: str | Path, assignment: str = "fcn_segmentation",
-                     copy_notebooks: bool = True, log=print) -> int:
+                     copy_notebooks: bool = True, log=print, published: bool = False) -> int:
     """Write every result under ``results_dir`` into ``course/gradebook.db``; returns the student count.
+
+    ``published``: the release state for the comments students see (module docstring).
 
     Raises:
         FileNotFoundError: no ``gradebook.db`` in ``course`` (run ``python -m autograder release``).
@@ -126,7 +163,12 @@ def export_gradebook(results_dir: str | Path, course: str | Path, assignment: st
                 grade.needs_manual_grade = grade.manual_score is not None
                 if part in answer_of:
                     a_nb, a_cell = answer_of[part]
-                    gb.find_comment(a_cell, a_nb, assignment, r.student).auto_comment = _comment(r, part)
+                    gb.find_comment(a_cell, a_nb, assignment, r.student).auto_comment = _comment(
+                        r, part, published)
+            nb_parts: dict[str, list[str]] = {}
+            for part, (nb_name, _) in cell_of.items():
+                nb_parts.setdefault(nb_name, []).append(part)
+            _late_into_gradebook(gb, r, assignment, nb_parts)
             gb.db.commit()
             if copy_notebooks:
                 src = results_dir / r.student / "submission"

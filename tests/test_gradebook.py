@@ -71,3 +71,39 @@ def test_round_trip_into_nbgrader_gradebook(tmp_path, course):
 def test_missing_gradebook_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="autograder release"):
         gradebook.export_gradebook(tmp_path, tmp_path)
+
+
+SECRET = "Check the crop offset (19 for FCN-32s)"
+
+
+def late_result(student: str) -> SubmissionResult:
+    r = result(student, 3.0)
+    r.tests.insert(1, TestResult("test_fcn32s_same_weights", "fcn32s", 1.0, 3.0, "failed", SECRET,
+                                 "after_published"))
+    r.intake = {"submitted_at": "2026-12-02T10:00:00+00:00", "time_source": "nbgrader timestamp.txt",
+                "late": {"late": True, "fraction": 0.5, "basis": "score", "units": 2, "per": "day"}}
+    return r
+
+
+@pytest.mark.filterwarnings("ignore:Object of type:Warning")
+def test_gradebook_comments_follow_visibility_and_late_penalty_is_exported(tmp_path, course):
+    import datetime
+
+    from nbgrader.api import Gradebook
+
+    out = tmp_path / "out"
+    r = late_result("carol")
+    reports.write_student_outputs(r, out / "carol")
+    gradebook.export_gradebook(out, course, copy_notebooks=False, log=lambda _: None)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        c = gb.find_comment("fcn32s", "fcn_segmentation", "fcn_segmentation", "carol").auto_comment
+        assert SECRET not in c and "test_fcn32s_same_weights" not in c
+        assert "1 more test(s) worth 3 point(s): shown when grades are published" in c
+        sub = gb.find_submission("fcn_segmentation", "carol")
+        assert sub.timestamp == datetime.datetime(2026, 12, 2, 10, 0)
+        # half of the points earned, split over the notebooks: the sum is the whole penalty
+        assert sub.late_submission_penalty == pytest.approx(reports.late_penalty(r)) and reports.late_penalty(r) > 0
+    gradebook.export_gradebook(out, course, copy_notebooks=False, log=lambda _: None, published=True)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        c = gb.find_comment("fcn32s", "fcn_segmentation", "fcn_segmentation", "carol").auto_comment
+        assert SECRET in c
