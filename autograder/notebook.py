@@ -18,6 +18,7 @@ import nbformat
 from nbgrader.utils import compute_checksum
 
 from autograder.results import InlineAnswer
+from autograder.submissions import decode_notebook_bytes
 
 
 class SubmissionError(Exception):
@@ -30,16 +31,23 @@ class SubmissionError(Exception):
 def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     """Read a ``.ipynb`` file as an nbformat v4 notebook.
 
+    Text that is not UTF-8 is decoded as cp1252, else latin-1
+    (:func:`autograder.submissions.decode_notebook_bytes`).
+
     Raises:
-        SubmissionError: the file is missing, is not valid JSON, or is not a Jupyter notebook.
+        SubmissionError: the file is missing or unreadable, is not valid JSON, or is not a
+            Jupyter notebook.
     """
     path = Path(path)
     if not path.is_file():
         raise SubmissionError(f"{path.name}: the notebook is missing from the submission.")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SubmissionError(f"{path.name}: cannot read the file as UTF-8 text ({err}).") from err
+        data = path.read_bytes()
+    except OSError as err:
+        raise SubmissionError(f"{path.name}: cannot read the file ({err}).") from err
+    # A notebook re-saved as latin-1/cp1252 by another editor is read with a fallback; the intake
+    # (autograder.submissions) rewrites such files as UTF-8 and warns in the feedback.
+    text, _ = decode_notebook_bytes(data)
     try:
         json.loads(text)
     except json.JSONDecodeError as err:

@@ -29,6 +29,25 @@ def test_bad_files_give_student_messages(tmp_path):
         read_notebook(tmp_path / "b.ipynb")
     with pytest.raises(SubmissionError, match="missing"):
         read_notebook(tmp_path / "c.ipynb")
+    # binary junk stays a clear "not valid JSON", not an encoding error
+    (tmp_path / "d.ipynb").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(SubmissionError, match="not valid JSON.*save it again"):
+        read_notebook(tmp_path / "d.ipynb")
+
+
+def test_latin1_notebook_is_read(tmp_path, source):
+    import nbformat
+
+    for enc, answer in (("latin-1", "Les caract\u00e9ristiques na\u00efves"),
+                        ("cp1252", "Les caract\u00e9ristiques \u2014 na\u00efves")):
+        nb = copy.deepcopy(source)
+        cells_by_grade_id(nb)["q1_pretrained"].source = answer
+        # other cells' non-latin letters (e.g. Tyleček) become '?', as such an editor would save them
+        (tmp_path / "n.ipynb").write_bytes(nbformat.writes(nb).encode(enc, errors="replace"))
+        with pytest.raises(UnicodeDecodeError):
+            (tmp_path / "n.ipynb").read_text(encoding="utf-8")
+        got = cells_by_grade_id(read_notebook(tmp_path / "n.ipynb"))["q1_pretrained"].source
+        assert got == answer, enc
 
 
 def test_unchanged_notebook_has_no_problems(source):

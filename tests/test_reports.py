@@ -155,7 +155,8 @@ def test_late_penalty_and_manifest_facts_reach_every_export(tmp_path):
     r.intake = {"submitted_at": late["submitted_at"], "time_source": late["time_source"], "late": late,
                 "manifest": {"forced": True, "problems": ["cell 'fcn8s' is not answered"],
                              "run": {"budget": "cpu", "smoke": True, "dataset": "sample",
-                                     "dataset_sha256": "ab" * 32, "kit_version": "0.1.0", "allowed": []}}}
+                                     "dataset_sha256": "ab" * 32, "kit_version": "0.1.0", "allowed": []}},
+                "warnings": ["fcn_segmentation.ipynb is not UTF-8: it was read as cp1252 and graded."]}
     assert reports.late_penalty(r) == 0.9 and reports.final_score(r) == 3.6
     path = reports.write_student_outputs(r, tmp_path / "alice")
     d = json.loads(path.read_text())
@@ -163,7 +164,8 @@ def test_late_penalty_and_manifest_facts_reach_every_export(tmp_path):
     assert "2 day(s) late" in d["output"] and "submit --force" in d["output"]
     html = (tmp_path / "alice" / "feedback.html").read_text()
     for text in ("2 day(s) late", "budget cpu", "smoke mode ON", "data set sample", "kit 0.1.0",
-                 "submit --force", "cell &#39;fcn8s&#39; is not answered", "24-image sample"):
+                 "submit --force", "cell &#39;fcn8s&#39; is not answered", "24-image sample",
+                 "read as cp1252 and graded"):
         assert text in html, text
     rows = list(csv.DictReader(io.StringIO(reports.grades_csv([r]))))
     assert rows[0]["late_penalty"] == "0.9" and rows[0]["final"] == "3.6" and rows[0]["late"] == "2 day(s)"
