@@ -29,7 +29,8 @@
 
 HTML is rendered with Jinja2 with autoescaping on: student text can never become markup. Markdown
 is rendered by mistune with raw HTML escaped, harmful link schemes dropped and images shown as
-links (nothing is fetched); math is left in TeX delimiters for MathJax.
+links (nothing is fetched); math (``$...$``, ``$$...$$``) becomes MathML (latex2mathml), sanitised
+with bleach, which browsers render without any script or network.
 """
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ INLINE_ANON_HTML = "inline_answers_anonymous.html"
 INLINE_KEY_CSV = "inline_answers_key.csv"
 #: The course salt for anonymous codes, created once per output folder unless one is given.
 ANON_SALT_FILE = ".anon_salt"
-#: MathJax renders the TeX that mistune leaves in place (needs the network; without it the TeX shows).
-MATHJAX_URL = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"
 
 STATUS_WORDS = {"passed": "pass", "failed": "fail", "error": "fail (error)", "not_run": "not run"}
 #: Flags for headless Chromium on a machine with no network and no display.
@@ -423,22 +422,57 @@ def score_table(results: list[SubmissionResult]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+#: MathML that may reach the page (latex2mathml's vocabulary); everything else is stripped by bleach.
+MATHML_TAGS = frozenset({
+    "math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msup", "msub", "msubsup", "mfrac",
+    "msqrt", "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded",
+    "mphantom", "menclose", "merror",
+})
+MATHML_ATTRIBUTES = (
+    "display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace", "accent",
+    "accentunder", "columnalign", "rowalign", "columnspacing", "rowspacing", "displaystyle",
+    "scriptlevel", "width", "height", "depth", "linethickness", "notation", "minsize", "maxsize",
+    "movablelimits", "symmetric", "largeop", "form", "columnlines", "rowlines", "frame",
+)
+
+
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """Untrusted TeX -> MathML that browsers render natively (no script, works offline and in the
+    PDF). latex2mathml converts; it does not escape ``\\text{...}`` nor drop ``\\href``, so bleach
+    then keeps only :data:`MATHML_TAGS` with :data:`MATHML_ATTRIBUTES` (no links, no scripts).
+    TeX that latex2mathml cannot read is shown as escaped TeX."""
+    import html
+
+    import bleach
+    from latex2mathml.converter import convert
+
+    try:
+        mathml = convert(tex, display="block" if display else "inline")
+    except Exception:  # noqa: BLE001 - any parse failure: show the TeX itself
+        return f'<code class="tex">{html.escape(tex)}</code>'
+    return bleach.clean(mathml, tags=MATHML_TAGS, attributes={"*": list(MATHML_ATTRIBUTES)},
+                        protocols=[], strip=True)
+
+
 def _markdown():
     import mistune
 
     class _SafeRenderer(mistune.HTMLRenderer):
         """Raw HTML escaped (``escape=True``), harmful link schemes dropped (mistune's default),
-        and images rendered as links, so that opening the report fetches nothing."""
+        images rendered as links (opening the report fetches nothing), math as sanitised MathML."""
 
         def image(self, text, url, title=None):
             return f'[image: <a href="{self.safe_url(url)}" rel="noreferrer">{text or "link"}</a>]'
 
-    return mistune.create_markdown(renderer=_SafeRenderer(escape=True),
-                                   plugins=["math", "table", "strikethrough"])
+    md = mistune.create_markdown(renderer=_SafeRenderer(escape=True),
+                                 plugins=["math", "table", "strikethrough"])
+    md.renderer.register("inline_math", lambda _, text: tex_to_mathml(text))
+    md.renderer.register("block_math", lambda _, text: f'<div class="math">{tex_to_mathml(text, True)}</div>\n')
+    return md
 
 
 def render_markdown(text: str) -> str:
-    """Untrusted markdown -> safe HTML (see the module docstring); math kept for MathJax."""
+    """Untrusted markdown -> safe HTML (see the module docstring), math as MathML."""
     return _markdown()(text or "")
 
 
@@ -471,7 +505,7 @@ def inline_answers_html(results: list[SubmissionResult], salt: str | None = None
     assignment = results[0].assignment if results else ""
     return _env().get_template("inline_answers.html.j2").render(
         questions=list(questions.values()), assignment=assignment, n_students=len(results), css=_css(),
-        anonymous=bool(salt), mathjax_url=MATHJAX_URL)
+        anonymous=bool(salt))
 
 
 def anonymous_key_csv(results: list[SubmissionResult], salt: str) -> str:

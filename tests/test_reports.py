@@ -185,7 +185,8 @@ def test_old_results_without_intake_still_render():
 
 
 ATTACKS = ["<script>alert('x')</script>", "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))",
-           "![pixel](http://tracker.example/p.png)", "$</span><script>alert(2)</script>$"]
+           "![pixel](http://tracker.example/p.png)", "$</span><script>alert(2)</script>$",
+           r"$\text{<script>alert(3)</script>}$", r"$\href{javascript:alert(4)}{x}$", r"$$\style{color:red}{y}$$"]
 
 
 def test_inline_answers_grouped_rendered_read_only_and_safe():
@@ -196,10 +197,14 @@ def test_inline_answers_grouped_rendered_read_only_and_safe():
     a1, b1 = html.index("Because features transfer."), html.index("<strong>Bold</strong> answer")
     assert q1 < a1 < b1 < q2 < html.index("alice compares") < html.index("bob compares")
     assert "<strong>Question 1.</strong> Why?" in html  # the prompt's markdown is rendered
-    assert r"\(x^2\)" in html  # math left in TeX delimiters for MathJax
+    assert "<msup><mi>x</mi><mn>2</mn></msup>" in html  # math rendered as MathML, no script needed
+    assert '<math display="block">' in html and "<mi>y</mi>" in html
+    assert "<script" not in html and "<img" not in html and "javascript:" not in html
     body = html[html.index("<body>"):]
-    assert "<script" not in body and "<img" not in body and 'href="javascript:' not in body
+    assert "href=" not in body.replace('href="#', "").replace('href="http://tracker', "")
+    assert "style=" not in body
     assert "&lt;script&gt;alert(" in body and "onerror=alert(1)&gt;" in body
+    assert reports.render_markdown(r"$\left( x$") == '<p><code class="tex">\\left( x</code></p>\n'  # unreadable TeX
     assert 'href="http://tracker.example/p.png"' in body  # an image becomes a link: nothing is fetched
     # read-only: no form boxes, and it says where grades are saved
     assert "<textarea" not in html and "<input" not in html
