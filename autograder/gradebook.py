@@ -69,11 +69,12 @@ def _comment(result: SubmissionResult, part: str, published: bool = False) -> st
         lines.append(f"- {t.name}: {reports.STATUS_WORDS[t.status]} ({pts})")
         if t.output and t.status != "passed":
             lines += [f"    {line}" for line in t.output.splitlines()]
-    others = [t for t in result.tests if t.part == part and t not in view["tests"]]
+    others = [t for t in result.tests
+              if t.part == part and t not in view["tests"] and t.status != "not_run"]
     if others:
-        possible = sum(t.max_score for t in others if t.status != "not_run")
+        possible = sum(t.max_score for t in others)
         if published:
-            got = sum(t.score for t in others if t.status != "not_run")
+            got = sum(t.score for t in others)
             lines.append(f"- other tests ({len(others)}): {reports.fmt(got)}/{reports.fmt(possible)}")
         else:
             lines.append(f"- {len(others)} more test(s) worth {reports.fmt(possible)} point(s): "

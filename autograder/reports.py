@@ -128,7 +128,8 @@ def student_view(result: SubmissionResult, published: bool = False, now: datetim
     """What the student version of the feedback shows (see the module docstring).
 
     Returns ``{"tests": shown TestResults, "withheld": {"count", "max_score"} of the tests not
-    shown, "hidden": {"count", "score", "max_score"} of ``hidden`` tests (after publication),
+    shown (that ran), "hidden": {"count", "score", "max_score"} of the ``hidden`` tests that ran
+    (after publication),
     "show_total": bool, "published": bool, "due_passed": bool}``.
     """
     due_passed = _due_passed(result, now)
@@ -145,10 +146,10 @@ def student_view(result: SubmissionResult, published: bool = False, now: datetim
 
     return {
         "tests": shown,
-        "withheld": {"count": len(withheld), "max_score": sum(t.max_score for t in ran(withheld))},
-        "hidden": {"count": len(hidden), "score": sum(t.score for t in ran(hidden)),
+        "withheld": {"count": len(ran(withheld)), "max_score": sum(t.max_score for t in ran(withheld))},
+        "hidden": {"count": len(ran(hidden)), "score": sum(t.score for t in ran(hidden)),
                    "max_score": sum(t.max_score for t in ran(hidden))},
-        "show_total": not withheld,
+        "show_total": not ran(withheld),
         "published": published,
         "due_passed": due_passed,
     }

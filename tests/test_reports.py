@@ -107,6 +107,16 @@ def test_student_feedback_after_publication_shows_after_published_and_aggregates
     assert "6 / 9" in html  # the total is back
 
 
+def test_withheld_tests_that_did_not_run_are_not_counted():
+    r = mixed()
+    r.tests.append(TestResult("test_fcn8s_miou_gpu", "training", 0.0, 4.0, "not_run", "needs a GPU",
+                              "after_published"))
+    html = reports.feedback_html(r)
+    assert "3 more test(s), worth 6 point(s)" in html and "test_fcn8s_miou_gpu" not in html
+    only_not_run = SubmissionResult("a", "fcn_segmentation", tests=[r.tests[0], r.tests[-1]])
+    assert reports.student_view(only_not_run)["show_total"] is True
+
+
 def test_after_due_date_tests_appear_once_the_students_due_date_has_passed():
     from datetime import UTC, datetime
 
