@@ -65,8 +65,11 @@ def _fraction(text: str) -> float:
 
 def add_intake_arguments(p: argparse.ArgumentParser) -> None:
     """The ``grade`` flags for resubmissions, the late policy and the release state (autograder.policy)."""
+    from autograder.policy import UNITS
+    from autograder.submissions import KEEP_RULES
+
     g = p.add_argument_group("resubmissions, late work, release (see autograder/policy.py)")
-    g.add_argument("--keep", choices=("latest", "earliest", "error"), default="latest",
+    g.add_argument("--keep", choices=KEEP_RULES, default=KEEP_RULES[0],
                    help="which of a student's several hand-ins is graded, by submission time "
                         "(default latest; error: stop as before)")
     g.add_argument("--late-policy", default=None, metavar="FILE.toml",
@@ -74,7 +77,7 @@ def add_intake_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--due", default=None, metavar="ISO", help="due date, e.g. 2026-12-01T23:59:00+01:00")
     g.add_argument("--late-penalty", type=_fraction, default=None, metavar="F",
                    help="fraction lost per day/hour late, e.g. 10%% or 0.1")
-    g.add_argument("--late-per", choices=("day", "hour"), default=None, help="unit of the penalty")
+    g.add_argument("--late-per", choices=tuple(UNITS), default=None, help="unit of the penalty (default day)")
     g.add_argument("--late-cap", type=_fraction, default=None, metavar="F", help="largest fraction lost")
     g.add_argument("--extensions", default=None, metavar="FILE",
                    help="per-student extensions: CSV (student, due or hours) or TOML")
