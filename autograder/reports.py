@@ -128,28 +128,27 @@ def student_view(result: SubmissionResult, published: bool = False, now: datetim
     """What the student version of the feedback shows (see the module docstring).
 
     Returns ``{"tests": shown TestResults, "withheld": {"count", "max_score"} of the tests not
-    shown (that ran), "hidden": {"count", "score", "max_score"} of the ``hidden`` tests that ran
-    (after publication),
-    "show_total": bool, "published": bool, "due_passed": bool}``.
+    shown before publication, "hidden": {"count", "score", "max_score"} of the tests still not
+    shown after it (``hidden``), "show_total": bool, "published": bool, "due_passed": bool}``;
+    counts and points cover only the tests that ran.
     """
     due_passed = _due_passed(result, now)
     shown, withheld, hidden = [], [], []
     for t in result.tests:
         if shown_to_student(t.visibility, published, due_passed):
             shown.append(t)
+        elif t.status == "not_run":
+            continue
         elif published:
             hidden.append(t)
         else:
             withheld.append(t)
-    def ran(ts):
-        return [t for t in ts if t.status != "not_run"]
-
     return {
         "tests": shown,
-        "withheld": {"count": len(ran(withheld)), "max_score": sum(t.max_score for t in ran(withheld))},
-        "hidden": {"count": len(ran(hidden)), "score": sum(t.score for t in ran(hidden)),
-                   "max_score": sum(t.max_score for t in ran(hidden))},
-        "show_total": not ran(withheld),
+        "withheld": {"count": len(withheld), "max_score": sum(t.max_score for t in withheld)},
+        "hidden": {"count": len(hidden), "score": sum(t.score for t in hidden),
+                   "max_score": sum(t.max_score for t in hidden)},
+        "show_total": not withheld,
         "published": published,
         "due_passed": due_passed,
     }
