@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from autograder.results import atomic_write_text
+
 #: The nbgrader assignment that this kit releases.
 ASSIGNMENT = "fcn_segmentation"
 #: Largest number of entries a submission zip may hold.
@@ -371,8 +373,7 @@ def _transcode(sub: Submission, work_dir: Path) -> None:
         if enc == "utf-8":
             continue
         dest = work_dir / "transcoded" / sub.student / f"{name}.ipynb"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(text, encoding="utf-8")
+        atomic_write_text(dest, text)
         sub.notebooks[name] = dest
         sub.warnings.append(
             f"{name}.ipynb is not UTF-8: it was read as {enc} and graded. Accented letters may show "
@@ -524,8 +525,9 @@ def _time_key(sub: Submission) -> str:
 def select_submissions(found: list[Submission], keep: str = "latest") -> list[Submission]:
     """One submission per student, sorted by student id.
 
-    ``keep``: ``"latest"`` or ``"earliest"`` by :attr:`Submission.submitted_at` (equal or unknown
-    times: the one found last wins for ``latest``, first for ``earliest``), or ``"error"``. The
+    ``keep``: ``"latest"`` or ``"earliest"`` by :attr:`Submission.submitted_at` (without one, the
+    notebooks' modification time; an unknown time counts as the earliest; equal times: the one
+    found last wins for ``latest``, first for ``earliest``), or ``"error"``. The
     kept submission lists the others in ``replaced`` and the rule in ``keep``.
 
     Raises:
