@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 
 import pytest
 
@@ -97,8 +98,19 @@ def test_grade_command_keeps_going_on_duplicates_and_applies_the_late_policy(tmp
     _nbgrader(tmp_path / "c1", "bob", "2026-12-03 12:00:00 UTC")  # 2 days late, but has an extension
     _nbgrader(tmp_path / "c1", "carol", "2026-12-01 10:00:00 UTC")  # on time
     (tmp_path / "ext.csv").write_text("student,hours\nbob,72\n")
+    # a zip handed in with submit --force, with the run facts of a smoke-mode run on the sample
+    nb_text = (tmp_path / "c1" / "submitted" / "carol" / "fcn_segmentation" / "fcn_segmentation.ipynb").read_text()
+    (tmp_path / "zips").mkdir()
+    with zipfile.ZipFile(tmp_path / "zips" / "dave_fcn_segmentation.zip", "w") as zf:
+        zf.writestr("fcn_segmentation.ipynb", nb_text)
+        zf.writestr("manifest.json", json.dumps({
+            "assignment": "fcn_segmentation", "student": "dave", "created": "2026-12-01T20:00:00Z",
+            "forced": True, "problems": ["cell 'fcn8s' is not answered"],
+            "run": {"budget": "smoke", "smoke": True, "dataset": "sample", "dataset_sha256": "0" * 64,
+                    "kit_version": "0.1.0", "allowed": ["smoke", "sample"]}}))
     out = tmp_path / "out"
-    code = cli.main(["grade", str(tmp_path / "c1"), str(tmp_path / "c2"), "--out", str(out), "--jobs", "2",
+    code = cli.main(["grade", str(tmp_path / "c1"), str(tmp_path / "c2"), str(tmp_path / "zips"),
+                     "--out", str(out), "--jobs", "2",
                      "--no-progress", "--no-pdf", "--runner", "test_grade:fake_runner",
                      "--runner-config", "test_grade:fake_config", "--due", DUE, "--late-penalty", "10%",
                      "--late-cap", "50%", "--extensions", str(tmp_path / "ext.csv")])
@@ -106,8 +118,13 @@ def test_grade_command_keeps_going_on_duplicates_and_applies_the_late_policy(tmp
     assert code == 0
     assert "resubmitted: alice: graded" in text and "keep latest" in text
     assert "penalised for lateness: 1 (alice)" in text and "late: 1 (alice)" in text
+    assert "handed in with submit --force: 1 (dave)" in text
     rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
-    assert sorted(rows) == ["alice", "bob", "carol"]
+    assert sorted(rows) == ["alice", "bob", "carol", "dave"]
+    assert rows["dave"]["forced"] == "yes" and "submit: cell 'fcn8s' is not answered" in rows["dave"]["problems"]
+    assert rows["dave"]["time_source"] == "manifest created (the student's clock)" and rows["dave"]["late"] == ""
+    dave = (out / "dave" / "feedback.html").read_text()
+    assert "smoke mode ON" in dave and "24-image sample" in dave and "allowed: smoke, sample" in dave
     # alice's later (right) hand-in was graded: 5 points, 2 days late: 20 % off
     assert (rows["alice"]["total"], rows["alice"]["late_penalty"], rows["alice"]["final"]) == ("5", "1", "4")
     assert rows["alice"]["late"] == "2 day(s)" and rows["alice"]["time_source"] == "nbgrader timestamp.txt"
