@@ -462,7 +462,10 @@ def _markdown():
         images rendered as links (opening the report fetches nothing), math as sanitised MathML."""
 
         def image(self, text, url, title=None):
-            return f'[image: <a href="{self.safe_url(url)}" rel="noreferrer">{text or "link"}</a>]'
+            return f'[image: <a href="{self.safe_url(url)}" rel="noopener noreferrer">{text or "link"}</a>]'
+
+        def link(self, text, url, title=None):
+            return super().link(text, url, title).replace("<a ", '<a rel="noopener noreferrer" ', 1)
 
     md = mistune.create_markdown(renderer=_SafeRenderer(escape=True),
                                  plugins=["math", "table", "strikethrough"])
