@@ -181,6 +181,15 @@ def test_duplicates_keep_the_latest_by_default_and_report_the_others(tmp_path):
     assert early.source == tmp_path / "z" / "alice.zip" and early.submitted_at == "2026-11-30T12:00:00+00:00"
 
 
+def test_hash_without_intake_facts_is_unchanged(tmp_path):
+    import hashlib
+
+    nb(tmp_path / "alice" / "fcn_segmentation.ipynb")
+    (sub,) = find_submissions([tmp_path / "alice"], tmp_path / "w")
+    old = hashlib.sha256(b"fcn_segmentation\0" + NB.encode() + b"\0").hexdigest()
+    assert sub.sha256() == old  # results graded before this change stay up to date
+
+
 def test_intake_facts_change_the_hash_so_a_new_verdict_regrades(tmp_path):
     nbgrader_student(tmp_path, "alice", "2026-12-01 10:00:00 UTC")
     (sub,) = find_submissions([tmp_path], tmp_path / "w")
