@@ -151,8 +151,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for line in duplicates_report(subs):
         print(f"resubmitted: {line}")
     summary = grade_all(subs, options)
-    if args.published:
-        reports.rewrite_feedback(out, published=True)
+    # every student's feedback (earlier runs' too) for this release state and the current time
+    reports.rewrite_feedback(out, published=args.published)
     print_summary(summary)
     print(f"{'feedback':>18}: <student>/feedback.html is the student version "
           f"({'published' if args.published else 'before publication: non-visible tests withheld'}); "
