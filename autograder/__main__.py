@@ -5,6 +5,7 @@
     demo              release, make three sample submissions, grade them, print the scores
     calibrate         measure reference timings and thresholds (autograder.calibrate)
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
+    export-canvas     write a Canvas gradebook CSV from a roster (autograder.canvas)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -109,6 +110,22 @@ def cmd_export_gradebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_canvas(args: argparse.Namespace) -> int:
+    from autograder.canvas import export_canvas
+
+    try:
+        export, problems = export_canvas(args.results, args.roster, args.out, args.assignment_column,
+                                         args.id_column)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {export.matched} student(s) matched the roster")
+    for row in export.problems:
+        print(f"  {row[0]}: {row[1]} {row[2]} {row[3]}".rstrip())
+    print(f"problems ({len(export.problems)}): {problems}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from autograder.demo import run_demo
 
@@ -155,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-notebooks", action="store_true",
                    help="do not copy the graded notebooks into <course>/autograded/")
     e.set_defaults(func=cmd_export_gradebook)
+
+    from autograder import canvas  # light: csv and the results model only
+
+    c = sub.add_parser("export-canvas", help="write a Canvas gradebook CSV from a roster CSV")
+    c.add_argument("--results", required=True, help="the grade command's --out folder")
+    c.add_argument("--roster", required=True,
+                   help="CSV with Student and --id-column (Canvas's gradebook export works)")
+    c.add_argument("--out", required=True, help="the Canvas CSV to write (problems go next to it)")
+    c.add_argument("--assignment-column", default=canvas.DEFAULT_ASSIGNMENT_COLUMN,
+                   help="Canvas column header; 'Name (id)' updates an existing Canvas assignment")
+    c.add_argument("--id-column", default=canvas.DEFAULT_ID_COLUMN,
+                   help="roster column holding the grader's student ids (default: %(default)s)")
+    c.set_defaults(func=cmd_export_canvas)
     return parser
 
 
