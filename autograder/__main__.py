@@ -7,6 +7,7 @@
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
     export-canvas     write a Canvas gradebook CSV from a roster (autograder.canvas)
     analytics         class analytics page from graded results (autograder.analytics)
+    gradescope        write Gradescope's autograder.zip (autograder.gradescope)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("release", help="build the nbgrader course folder and student bundle", add_help=False)
     sub.add_parser("calibrate", help="measure reference timings and thresholds", add_help=False)
     sub.add_parser("analytics", help="class analytics page (analytics.html) from graded results", add_help=False)
+    sub.add_parser("gradescope", help="write Gradescope's autograder.zip", add_help=False)
 
     g = sub.add_parser("grade", help="grade submissions", description=(
         "Grade nbgrader submitted/<student>/<assignment>/ folders, <student>/ folders of notebooks, "
@@ -192,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # release, calibrate and analytics own their flags: hand them everything after the command name.
-    if argv and argv[0] in ("release", "calibrate", "analytics"):
+    # these commands own their flags: hand them everything after the command name.
+    if argv and argv[0] in ("release", "calibrate", "analytics", "gradescope"):
         return _delegate(f"autograder.{argv[0]}", argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
