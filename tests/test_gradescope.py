@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from _submissions import build_submission
-from autograder import gradescope, gradescope_run
+
+from autograder import demo, gradescope, gradescope_run, reference
 from autograder.results import VISIBILITIES
 from autograder.rubric import load_rubric
 
@@ -117,14 +117,23 @@ def test_reference_and_wrong_submission(autograder_root):
     isolation = ref["extra_data"]["isolation"]
     assert ("bubblewrap" in isolation) != (gradescope_run.WEAKER_ISOLATION in ref["output"])
 
-    # the wrong one uploads its notebooks in a sub-folder, as a student dragging a folder would
-    wrong = run_autograder(root, env, lambda d: build_submission(d / "my work", {"fcn32s": [("19:19", "18:18")]}))
+    # The wrong one: the demo's padding bug, in a sub-folder (a student dragging a folder), and
+    # without fcn_segmentation.ipynb (its tests score 0 quickly: the grading stays short).
+    def upload_wrong(d: Path) -> None:
+        solutions = {gid: reference.cell_source(gid, reference.SOURCE_DIR) for gid in reference.ANSWER_CELLS}
+        cell = demo.student_cells("partly_wrong", solutions)["transposed_conv_padding"]
+        build_submission(d / "my work", {"transposed_conv_padding": cell})
+        (d / "my work" / "fcn_segmentation.ipynb").unlink()
+
+    wrong = run_autograder(root, env, upload_wrong)
     check_spec(wrong)
     w = {t["name"]: t for t in wrong["tests"]}
-    assert w["test_fcn32s_same_weights"]["score"] == 0 and w["test_fcn32s_same_weights"]["status"] == "failed"
-    assert "crop offset" in w["test_fcn32s_same_weights"]["output"]
-    assert wrong["score"] == ref["score"] - rubric["test_fcn32s_same_weights"].points
-
+    assert "fcn_segmentation.ipynb is missing" in wrong["output"]
+    assert all(t["score"] == 0 for n, t in w.items() if n.startswith("test_fcn"))
+    stride2 = w["test_transposed_conv_padding_stride2"]
+    assert stride2["status"] == "failed" and 0 < stride2["score"] < stride2["max_score"]
+    assert "kernel_size=3" in stride2["output"] and w["test_transposed_conv_padding_invalid"]["score"] == 0
+    assert all(t["score"] == tests[n]["score"] for n, t in w.items() if n.startswith("test_soft_iou"))
 
 def test_empty_upload_is_told_what_to_upload(autograder_root):
     root, env = autograder_root
