@@ -20,8 +20,10 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq bubblewrap util-linux ca-certificates \
         || echo "setup.sh: bubblewrap could not be installed; grading will use the weaker isolation" >&2
-    if ! command -v python3.11 >/dev/null && ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-        apt-get install -y -qq python3.11 python3.11-venv
+    if command -v python3 >/dev/null && python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        apt-get install -y -qq python3-venv          # Ubuntu 24.04: Python 3.12
+    else
+        apt-get install -y -qq python3.11 python3.11-venv   # Ubuntu 22.04: Python 3.10 is too old
     fi
 fi
 
