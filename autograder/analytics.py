@@ -385,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m autograder analytics", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m autograder analytics", description=(
+        "Write DIR/analytics.html and its PNGs: score histograms per part, pass rate and discrimination "
+        "per hidden test, the most frequent failure messages, time per submission, infrastructure errors."))
     p.add_argument("--results", required=True, help="the grade command's --out folder")
     args = p.parse_args(argv)
     try:

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the zip to write, e.g. build/autograder.zip")
     p.add_argument("--assignment", default=defaults.assignment, help="nbgrader assignment (default: %(default)s)")
     p.add_argument("--miou", choices=MIOU_TIERS, default=defaults.miou,
-                   help="none (default) or cpu: the CPU mIoU tier, with a leaderboard entry")
+                   help="none (default) or cpu: the CPU mIoU tier, with a leaderboard entry "
+                        "(no gpu: Gradescope has no GPUs)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per request to the sandboxed code (default: the runner's)")
     p.add_argument("--submission-timeout", type=float, default=None, metavar="S",
