@@ -10,7 +10,7 @@ Its ``Points Possible`` row, if any, is skipped; other columns are ignored.
 Nobody is dropped silently:
 
 * a roster entry with no graded submission gets an empty cell (Canvas leaves the grade as it is)
-  and a line ``no submission`` in the problems file;
+  and a line ``no submission`` (or ``no id``, for a row without an id) in the problems file;
 * a graded student that no roster row names is not in the Canvas CSV (Canvas could not match it)
   and gets a line ``not in the roster`` with the score in the problems file;
 * a result whose grading failed before the sandbox ran (its isolation says ``not run``) keeps its
@@ -38,6 +38,8 @@ POINTS_POSSIBLE = "    Points Possible"
 DEFAULT_ID_COLUMN = "SIS Login ID"
 DEFAULT_ASSIGNMENT_COLUMN = "FCN segmentation"
 PROBLEM_COLUMNS = ("problem", "student", "canvas_name", "score", "detail")
+NO_SUBMISSION = "on the roster but no graded result; the Canvas cell is left empty"
+NO_ID = "this roster row has no id to match (a Canvas test student?); the Canvas cell is left empty"
 NOT_IN_ROSTER = "graded but no roster row has this id; add it to the roster or enter the grade by hand"
 
 
@@ -96,7 +98,8 @@ def read_roster(path: str | Path, id_column: str = DEFAULT_ID_COLUMN) -> list[Ro
             ``assignment_lib.submit --student`` ids).
 
     Raises:
-        RosterError: unreadable file, a missing column, or two rows with the same id.
+        RosterError: unreadable file, a missing column, or two rows with the same id. A row
+            with an empty id is kept (its Canvas cell stays empty and it is listed as a problem).
     """
     path = Path(path)
     try:
@@ -112,12 +115,10 @@ def read_roster(path: str | Path, id_column: str = DEFAULT_ID_COLUMN) -> list[Ro
     entries, seen = [], {}
     for line, raw in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        if row.get("Student", "") == POINTS_POSSIBLE.strip() or not any(row.values()):
-            continue
+        if row.get("Student", "") in ("", POINTS_POSSIBLE.strip()):
+            continue  # Canvas's "Points Possible" (and old "Muted") rows are not students
         key = row.get(id_column, "")
-        if not key:
-            raise RosterError(f"{path}, line {line}: {row.get('Student')!r} has an empty {id_column!r}")
-        if _norm(key) in seen:
+        if key and _norm(key) in seen:
             raise RosterError(f"{path}: id {key!r} is on lines {seen[_norm(key)]} and {line}")
         seen[_norm(key)] = line
         entries.append(RosterEntry(key=key, student=row["Student"], canvas_id=row.get("ID", ""),
@@ -161,8 +162,8 @@ def canvas_gradebook(results: list[SubmissionResult], roster: list[RosterEntry],
         result = by_key.get(_norm(entry.key))
         if result is None:
             w.writerow([*entry.cells(), ""])
-            export.problems.append(("no submission", entry.key, entry.student, "",
-                                    "on the roster but no graded result; the Canvas cell is left empty"))
+            export.problems.append(("no submission", entry.key, entry.student, "", NO_SUBMISSION) if entry.key
+                                   else ("no id", "", entry.student, "", NO_ID))
             continue
         used.add(_norm(entry.key))
         export.matched += 1

@@ -18,6 +18,7 @@ ROSTER = """\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Homework 1 (77)
 "Doe, Alice",101,S1,alice,Sec A,9
 "Roe, Bob",102,S2,BOB,Sec B,
 "Poe, Carol",103,S3,carol,Sec A,
+"Student, Test",104,,,Sec A,
 """
 
 
@@ -50,10 +51,10 @@ def test_canvas_csv_rows_points_possible_and_problems(graded, tmp_path):
     assert body["Doe, Alice"] == ["Doe, Alice", "101", "S1", "alice", "Sec A", "7.5"]
     assert body["Roe, Bob"][-1] == "4"  # ids match case-insensitively (BOB in the roster)
     assert body["Poe, Carol"][-1] == "0"
-    assert len(rows) == 5 and export.matched == 3
+    assert body["Student, Test"][-1] == "" and len(rows) == 6 and export.matched == 3
 
     problems = {(p["problem"], p["student"]): p for p in csv.DictReader(problems_path.open())}
-    assert set(problems) == {("not in the roster", "dave"), ("check by hand", "carol")}
+    assert set(problems) == {("not in the roster", "dave"), ("check by hand", "carol"), ("no id", "")}
     assert problems[("not in the roster", "dave")]["score"] == "5.5"
     assert "signal 9" in problems[("check by hand", "carol")]["detail"]
 
