@@ -207,6 +207,8 @@ def class_statistics(results: list[SubmissionResult]) -> ClassStatistics:
                        [r.score for r in results])]
     for p in part_names:
         ran = [r for r in results if any(t.part == p and t.status != "not_run" for t in r.tests)]
+        if not ran:
+            continue  # e.g. the mIoU part when no tier was on: its tests are listed as not run
         maxima = [r.part_scores()[p][1] for r in ran]
         parts.append(PartStats(p, max(maxima, default=0.0), [r.part_scores()[p][0] for r in ran]))
 

@@ -87,7 +87,7 @@ def test_class_statistics(results_dir):
     total = s.parts[0]
     assert total.name == "total" and len(total.scores) == N_STUDENTS + 1
     assert [p.name for p in s.parts[1:]] == ["fcn32s", "fcn8s", "transposed_conv_padding", "soft_iou_loss",
-                                              "training"][: len(s.parts) - 1]
+                                              "training"]  # training: the CPU test ran
     # failure messages: rubric sentence removed, numbers folded into one group, students counted once
     assert len(s.failures) == analytics.TOP_FAILURES
     top = s.failures[0]
@@ -100,6 +100,17 @@ def test_class_statistics(results_dir):
     assert s.isolation["subprocess (weaker: no filesystem or network isolation)"] == 1
     assert s.wall_s["max"] == 10.0 + N_STUDENTS - 1 and s.wall_s["median"] == pytest.approx(24.0)
 
+
+
+def test_a_part_that_never_ran_is_left_out_of_the_figures():
+    results = synthetic_class(4)
+    for r in results:
+        for t in r.tests:
+            if t.part == "training":
+                t.status, t.score = "not_run", 0.0
+    s = analytics.class_statistics(results)
+    assert "training" not in [p.name for p in s.parts]
+    assert set(s.not_run) == {"test_fcn8s_miou_gpu", "test_fcn8s_miou_cpu"}
 
 def test_page_and_pngs(results_dir, repo_root):
     proc = subprocess.run([sys.executable, "-m", "autograder", "analytics", "--results", str(results_dir)],
@@ -132,5 +143,7 @@ def test_grade_writes_the_analytics_page(tmp_path):
     subs = find_submissions([make_students(tmp_path / "in", {"alice": "good", "bob": "wrong"})], tmp_path / "work")
     summary = grade_all(subs, options(tmp_path / "out", jobs=1), log=lambda *a: None)
     assert summary.outputs["analytics"] == str(tmp_path / "out" / analytics.ANALYTICS_HTML)
+    parts = [p.name for p in analytics.class_statistics(summary.results).parts]
+    assert parts == ["total", "part_a", "part_b"]
     html = (tmp_path / "out" / analytics.ANALYTICS_HTML).read_text()
     assert "check the crop offset" in html and "2 graded submissions" in html
