@@ -6,6 +6,9 @@
     calibrate         measure reference timings and thresholds (autograder.calibrate)
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
     feedback          re-render every student's feedback for a release state (e.g. --published)
+    export-canvas     write a Canvas gradebook CSV from a roster (autograder.canvas)
+    analytics         class analytics page from graded results (autograder.analytics)
+    gradescope        write Gradescope's autograder.zip (autograder.gradescope)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -186,6 +189,22 @@ def cmd_export_gradebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_canvas(args: argparse.Namespace) -> int:
+    from autograder.canvas import export_canvas
+
+    try:
+        export, problems = export_canvas(args.results, args.roster, args.out, args.assignment_column,
+                                         args.id_column)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {export.matched} student(s) matched the roster")
+    for row in export.problems:
+        print(f"  {row[0]}: {row[1]} {row[2]} {row[3]}".rstrip())
+    print(f"problems ({len(export.problems)}): {problems}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from autograder.demo import run_demo
 
@@ -205,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("release", help="build the nbgrader course folder and student bundle", add_help=False)
     sub.add_parser("calibrate", help="measure reference timings and thresholds", add_help=False)
+    sub.add_parser("analytics", help="class analytics page (analytics.html) from graded results", add_help=False)
+    sub.add_parser("gradescope", help="write Gradescope's autograder.zip", add_help=False)
 
     g = sub.add_parser("grade", help="grade submissions", description=(
         "Grade nbgrader submitted/<student>/<assignment>/ folders, <student>/ folders of notebooks, "
@@ -240,13 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--published", action="store_true",
                    help="grades are published: show after_published tests (hidden ones stay aggregated)")
     f.set_defaults(func=cmd_feedback)
+    from autograder import canvas  # light: csv and the results model only
+
+    c = sub.add_parser("export-canvas", help="write a Canvas gradebook CSV from a roster CSV")
+    c.add_argument("--results", required=True, help="the grade command's --out folder")
+    c.add_argument("--roster", required=True,
+                   help="CSV with Student and --id-column (Canvas's gradebook export works)")
+    c.add_argument("--out", required=True, help="the Canvas CSV to write (problems go next to it)")
+    c.add_argument("--assignment-column", default=canvas.DEFAULT_ASSIGNMENT_COLUMN,
+                   help="Canvas column header; 'Name (id)' updates an existing Canvas assignment")
+    c.add_argument("--id-column", default=canvas.DEFAULT_ID_COLUMN,
+                   help="roster column holding the grader's student ids (default: %(default)s)")
+    c.set_defaults(func=cmd_export_canvas)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # release and calibrate own their flags: hand them everything after the command name.
-    if argv and argv[0] in ("release", "calibrate"):
+    # these commands own their flags: hand them everything after the command name.
+    if argv and argv[0] in ("release", "calibrate", "analytics", "gradescope"):
         return _delegate(f"autograder.{argv[0]}", argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import reports
+from autograder import analytics, reports
 from autograder.results import SubmissionResult, TestResult
 from autograder.submissions import ASSIGNMENT, Submission
 
@@ -377,5 +377,6 @@ def grade_all(submissions: list[Submission], options: GradeOptions, log=print) -
     finally:
         bar.close()
         summary.outputs = reports.write_class_reports(out, pdf=options.pdf)
+        summary.outputs.update(analytics.analytics_step(out))  # analytics.html: never raises
     summary.results = reports.load_all_results(out)
     return summary

@@ -1,11 +1,14 @@
 """Fixtures shared by the project's tests.
 
-The real CMP Facade base set and the offline VGG-16 weights live in ``../shared`` on the course
-machines and in CI. Tests use them when present and fall back to the bundled sample otherwise.
+The real CMP Facade base set and the offline VGG-16 weights are found as the kit finds them:
+``CMP_FACADE_ROOT`` and ``VGG16_WEIGHTS`` when set (they win), else ``../shared`` (the course
+machines and CI). Tests that need them are skipped where neither is present; the others fall back
+to the bundled sample.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-FULL_DATA = SHARED / "datasets" / "cmp_facade"
 SAMPLE_DATA = REPO / "datasets" / "sample"
-VGG16_FEATURES = SHARED / "weights" / "vgg16_imagenet1k_v1_features.pth"
+#: ``$CMP_FACADE_ROOT`` when set, else the course machines' copy in ``../shared``.
+FULL_DATA = Path(os.environ.get("CMP_FACADE_ROOT") or SHARED / "datasets" / "cmp_facade")
+#: ``$VGG16_WEIGHTS`` when set, else the course machines' copy in ``../shared``.
+VGG16_FEATURES = Path(os.environ.get("VGG16_WEIGHTS") or SHARED / "weights" / "vgg16_imagenet1k_v1_features.pth")
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -33,7 +38,8 @@ def repo_root() -> Path:
 def full_data_root() -> Path:
     """The full 378-image base set; the test is skipped where it is absent."""
     if not has_full_data():
-        pytest.skip("the full CMP Facade base set is not in ../shared/datasets/cmp_facade")
+        pytest.skip(f"the full CMP Facade base set is not in {FULL_DATA} (set CMP_FACADE_ROOT to the "
+                    "folder that holds base/)")
     return FULL_DATA
 
 
@@ -52,5 +58,5 @@ def data_root() -> Path:
 def vgg16_features_path() -> Path:
     """The offline features-only VGG-16 state dict; skipped where it is absent."""
     if not VGG16_FEATURES.is_file():
-        pytest.skip("no offline VGG-16 weights in ../shared/weights")
+        pytest.skip(f"no offline VGG-16 weights at {VGG16_FEATURES} (set VGG16_WEIGHTS to a state dict)")
     return VGG16_FEATURES
