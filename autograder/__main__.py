@@ -5,6 +5,7 @@
     demo              release, make three sample submissions, grade them, print the scores
     calibrate         measure reference timings and thresholds (autograder.calibrate)
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
+    doctor            check isolation, limits, GPUs, data and weights here (autograder.doctor)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -116,6 +117,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from autograder.doctor import run_doctor
+
+    return 0 if run_doctor(args.gpus, need_data=args.need_data, need_weights=args.need_weights) else 1
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -155,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-notebooks", action="store_true",
                    help="do not copy the graded notebooks into <course>/autograded/")
     e.set_defaults(func=cmd_export_gradebook)
+
+    dr = sub.add_parser("doctor", help="check isolation, limits, GPUs, data and weights; exit 1 if unusable")
+    dr.add_argument("--gpus", type=_gpus, default=[], help="GPU ids to check inside a CUDA sandbox, e.g. 0,1")
+    dr.add_argument("--need-data", action="store_true", help="fail when the CMP Facade data is not found")
+    dr.add_argument("--need-weights", action="store_true", help="fail when the VGG-16 weights are not found")
+    dr.set_defaults(func=cmd_doctor)
     return parser
 
 

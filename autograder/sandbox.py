@@ -219,17 +219,40 @@ def bwrap_command(scratch: Path, uid: int, device: str | None = None, *, userns:
     return cmd
 
 
-def _probe(userns: bool) -> bool:
+def _probe(userns: bool) -> str:
+    """Start a trivial sandbox; ``""`` when it works, else why not (for :func:`isolation_problems`)."""
     probe = Path(f"/tmp/.bwrap_probe_{os.getpid()}")
     probe.mkdir(exist_ok=True)
     try:
         r = subprocess.run(bwrap_command(probe, BASE_UID, userns=userns) + [_python(), "-I", "-c", "print(1)"],
                            capture_output=True, timeout=60, check=False)
-        return r.returncode == 0 and r.stdout.strip() == b"1"
-    except (OSError, subprocess.SubprocessError):
-        return False
+        if r.returncode == 0 and r.stdout.strip() == b"1":
+            return ""
+        return f"exit code {r.returncode}: {r.stderr.decode(errors='replace').strip()[-300:]}"
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"{type(err).__name__}: {err}"
     finally:
         shutil.rmtree(probe, ignore_errors=True)
+
+
+@lru_cache(maxsize=1)
+def isolation_problems() -> tuple[str, ...]:
+    """Why stronger isolation modes than :func:`isolation_mode`'s are not used (for ``doctor``)."""
+    if shutil.which("bwrap") is None:
+        return (("bubblewrap (bwrap) is not installed: `apt-get install bubblewrap`, or put an "
+                "unpacked bubblewrap .deb's usr/bin on PATH"),)
+    out = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            out.append("setpriv (util-linux) is missing, needed to drop root inside the sandbox")
+        elif why := _probe(userns=False):
+            out.append(f"bubblewrap as root failed: {why}")
+        return tuple(out)
+    if why := _probe(userns=True):
+        out.append(f"bubblewrap in a user namespace failed: {why} (are unprivileged user namespaces "
+                   "allowed? see /proc/sys/user/max_user_namespaces, kernel.unprivileged_userns_clone, "
+                   "AppArmor's restrict_unprivileged_userns)")
+    return tuple(out)
 
 
 @lru_cache(maxsize=1)
@@ -238,9 +261,9 @@ def isolation_mode() -> str:
     the strongest mode whose trivial sandbox starts here (checked once per process)."""
     if shutil.which("bwrap") is None:
         return "plain-process"
-    if os.geteuid() == 0 and shutil.which("setpriv") is not None and _probe(userns=False):
+    if os.geteuid() == 0 and shutil.which("setpriv") is not None and not _probe(userns=False):
         return "root+setpriv"
-    if os.geteuid() != 0 and _probe(userns=True):
+    if os.geteuid() != 0 and not _probe(userns=True):  # (root never needs it: it drops to a uid)
         return "user-namespace"
     return "plain-process"
 
@@ -390,7 +413,7 @@ class Sandbox:
         parts.append(f"file size {_size(self.max_file_bytes)}")
         parts.append(f"CPU threads {self.threads}")
         if _is_cuda(self.device):
-            parts.append(f"GPU {self.device} only, seen as cuda:0")
+            parts.append(f"only GPU {_gpu_index(self.device)} (PCI order), seen as cuda:0")
         return "; ".join(parts)
 
     # -- lifecycle ---------------------------------------------------------------------------

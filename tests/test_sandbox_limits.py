@@ -96,7 +96,7 @@ def test_auto_cuda_sandbox_never_uses_rlimit_as(tmp_path):
     sb = Sandbox(CELLS, tmp_path / "s", slot=13, device="cuda:1", gpu_nodes=[])
     try:
         assert "rlimit_as" not in sb.memory_limits
-        assert "GPU cuda:1 only, seen as cuda:0" in sb.isolation
+        assert "only GPU 1 (PCI order), seen as cuda:0" in sb.isolation
     finally:
         sb.close()
 
