@@ -9,6 +9,7 @@
     export-canvas     write a Canvas gradebook CSV from a roster (autograder.canvas)
     analytics         class analytics page from graded results (autograder.analytics)
     gradescope        write Gradescope's autograder.zip (autograder.gradescope)
+    doctor            check isolation, limits, GPUs, data and weights here (autograder.doctor)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -212,6 +213,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from autograder.doctor import run_doctor
+
+    return 0 if run_doctor(args.gpus, need_data=args.need_data, need_weights=args.need_weights) else 1
+
+
 def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
@@ -261,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--published", action="store_true",
                    help="grades are published: show after_published tests (hidden ones stay aggregated)")
     f.set_defaults(func=cmd_feedback)
+
     from autograder import canvas  # light: csv and the results model only
 
     c = sub.add_parser("export-canvas", help="write a Canvas gradebook CSV from a roster CSV")
@@ -273,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id-column", default=canvas.DEFAULT_ID_COLUMN,
                    help="roster column holding the grader's student ids (default: %(default)s)")
     c.set_defaults(func=cmd_export_canvas)
+
+    dr = sub.add_parser("doctor", help="check isolation, limits, GPUs, data and weights; exit 1 if unusable")
+    dr.add_argument("--gpus", type=_gpus, default=[], help="GPU ids to check inside a CUDA sandbox, e.g. 0,1")
+    dr.add_argument("--need-data", action="store_true", help="fail when the CMP Facade data is not found")
+    dr.add_argument("--need-weights", action="store_true", help="fail when the VGG-16 weights are not found")
+    dr.set_defaults(func=cmd_doctor)
     return parser
 
 

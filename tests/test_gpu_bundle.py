@@ -17,7 +17,7 @@ def _pack():
 
 def test_bundle_is_readable_data_and_half_precision_weights(tmp_path, sample_root, vgg16_features_path):
     out = tmp_path / "bundle"
-    assert _pack().main(["--data", str(sample_root), "--weights", str(vgg16_features_path),
+    assert _pack().main(["--no-wheels", "--data", str(sample_root), "--weights", str(vgg16_features_path),
                          "--out", str(out), "--max-side", "64"]) == 0
     root = out / "cmp_facade"
     for split in ("train", "val", "test"):
