@@ -334,3 +334,25 @@ def test_checks_do_not_state_the_answers(repo_root, fcn_cells):
         assert str(count) not in text and f"{count:,}" not in text and f"{count:_}" not in text
     for channels in (128, 256):  # VGG-16's middle blocks: not stated anywhere in checks.py
         assert channels not in numbers, channels
+
+
+def test_check_and_hidden_tests_agree_on_the_padding_rule():
+    """Issue 11 item 4: the visible check and the hidden tests try the same cases, so a formula
+    without max(0, ...) fails both (it used to pass every hidden test and fail only the check)."""
+    from autograder.hidden_tests import test_upsampling as hidden
+
+    assert hidden.SIZES == checks.PADDING_SIZES
+    src = __import__("inspect").getsource(hidden)
+    for name in ("PADDING_STRIDE2", "PADDING_OTHER_STRIDES", "PADDING_INVALID"):
+        assert f"list({name})" in src or f"in {name}" in src, name
+
+    def no_clamp(kernel_size, stride=2):
+        if kernel_size < 1 or stride < 1:
+            raise ValueError("sizes must be >= 1")
+        padding = -(-(kernel_size - stride) // 2)  # ceil((k - s) / 2), negative when k < s
+        return padding, 2 * padding - (kernel_size - stride)
+
+    with pytest.raises(AssertionError, match=r"\(1, stride=3\).*smaller than the stride"):
+        checks.check_transposed_conv_padding(no_clamp)
+    hidden_failures = [(k, s) for k, s in checks.PADDING_OTHER_STRIDES if no_clamp(k, s)[0] < 0]
+    assert hidden_failures, "the hidden cases must include a kernel smaller than the stride"
