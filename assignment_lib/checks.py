@@ -14,32 +14,95 @@ Segmentation", ISVC 2016 (soft IoU loss).
 
 from __future__ import annotations
 
+import hashlib
 import numbers
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
 
 from .layers import bilinear_kernel
 
-#: Parameter counts of the reference models for 12 classes (VGG-16 encoder, fc6/fc7 as convs).
-FCN32S_PARAMS = 134_899_532
-FCN8S_PARAMS = 134_360_420
+# The answers the notebook asks you to work out (crop offsets, the VGG-16 layer table, parameter
+# counts) are stored only as salted SHA-256 digests (:func:`_digest`): the checks stay exact, and
+# reading this file does not give the numbers. tests/test_checks.py derives every digest from the
+# reference solution, so they cannot drift from it.
+_SALT = "fcn-kit-checks-v1"
+
+#: key -> digest of the expected value (see :func:`_digest`).
+_EXPECTED = {
+    "conv1_1.shape": "dfb4234688ac64c8d3df06e3",
+    "conv1_1.padding": "ae6aabb07af67939749e6273",
+    "conv1_2.shape": "187fbb01172ecabf67e7e78d",
+    "conv1_2.padding": "4eeb896ee4355ba86603bd56",
+    "conv2_1.shape": "e2a75587154f4fdf26d4c817",
+    "conv2_1.padding": "eac6d9c502d7a3ebc009c1f8",
+    "conv2_2.shape": "7e7ee3a49c0214dbe5dc184f",
+    "conv2_2.padding": "c8eca1e82996ba6ebb6065b4",
+    "conv3_1.shape": "6c10cc880c347feeaa97cd36",
+    "conv3_1.padding": "3caf3c00395f594bb186d4fb",
+    "conv3_2.shape": "1dc505020c2ad89420a660dd",
+    "conv3_2.padding": "a5de0834d94abc471c03b7cf",
+    "conv3_3.shape": "ecffbbeaeda53b50aafb8b24",
+    "conv3_3.padding": "0e65c0edb7d87a1461ec1c5e",
+    "conv4_1.shape": "7c3e5b7f556e63ec9794e6eb",
+    "conv4_1.padding": "eb5b3d4d6318e712829de4e3",
+    "conv4_2.shape": "66c1555ca746d10d5e004424",
+    "conv4_2.padding": "8c67c1725b18c1622b00655f",
+    "conv4_3.shape": "d7bc57bc4697fd85ee52dae2",
+    "conv4_3.padding": "e2c71b02c877bc2354307128",
+    "conv5_1.shape": "b8950fd4f13ca32375f725c8",
+    "conv5_1.padding": "e99ffe02c49024bdce8b5822",
+    "conv5_2.shape": "2755d8dd843911943da24ab3",
+    "conv5_2.padding": "ab38f93ac667a2f6045397d5",
+    "conv5_3.shape": "415d990da9e1f366d2bda69a",
+    "conv5_3.padding": "e932e7610ebf4dbad2fb3650",
+    "fc6.shape": "1bfea27f0fe148d1092f89dc",
+    "fc6.padding": "c6a232e46a1c147e7328a0ae",
+    "fc7.shape": "de4a3afeb68df5eb004d4a17",
+    "fc7.padding": "85e0f8fce65dd0c4178e94ef",
+    "fcn32s.params": "61a04e5733b2b6780280f468",
+    "fcn8s.params": "14ad5c6d7a3e9bb868a39dff",
+    "fcn32s.crop": "d43431a13ab8dd89bab58d75",
+    "fcn8s.crop_pool4": "b8e26406dc01dba8a2f0ddb8",
+    "fcn8s.crop_pool3": "8362b67094a5364ad8786901",
+    "fcn8s.crop": "598f5dd5832156f2d61d8faa",
+}
 
 # (N, H, W) of the test inputs: odd sizes catch crops taken from the wrong end; few and small to
 # stay fast on a laptop CPU (conv1_1's padding makes even a 1x1 input 201x201).
-_SIZES = ((1, 61, 83), (2, 9, 14))
+_SIZES = ((1, 61, 83), (2, 11, 14))
 
 _CONV_FORMULA = "H_out = (H_in - 1)*stride - 2*padding + kernel_size + output_padding"
 
-# (name, in_channels, out_channels, kernel_size, padding) of the VGG-16 convolutions in FCN.
-_VGG_CONVS = (
-    ("conv1_1", 3, 64, 3, 100), ("conv1_2", 64, 64, 3, 1),
-    ("conv2_1", 64, 128, 3, 1), ("conv2_2", 128, 128, 3, 1),
-    ("conv3_1", 128, 256, 3, 1), ("conv3_2", 256, 256, 3, 1), ("conv3_3", 256, 256, 3, 1),
-    ("conv4_1", 256, 512, 3, 1), ("conv4_2", 512, 512, 3, 1), ("conv4_3", 512, 512, 3, 1),
-    ("conv5_1", 512, 512, 3, 1), ("conv5_2", 512, 512, 3, 1), ("conv5_3", 512, 512, 3, 1),
-    ("fc6", 512, 4096, 7, 0), ("fc7", 4096, 4096, 1, 0),
-)
+#: The VGG-16 convolutions of FCN, in order (their shapes are checked against :data:`_EXPECTED`).
+_VGG_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+              "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7")
+
+#: Layers with parameters of each model (the names the notebook gives).
+_FCN32S_LAYERS = (*_VGG_CONVS, "score_fr", "upscore")
+_FCN8S_LAYERS = (*_VGG_CONVS, "score_fr", "score_pool3", "score_pool4", "upscore2",
+                 "upscore_pool4", "upscore8")
+
+#: transposed_conv_padding cases, shared with the hidden tests (autograder/hidden_tests):
+#: (kernel_size, stride) at stride 2; at other strides, kernels smaller than the stride included;
+#: and inputs that must raise ValueError. Every input size in PADDING_SIZES must map to stride * H.
+PADDING_STRIDE2 = tuple((k, 2) for k in range(1, 8))
+PADDING_OTHER_STRIDES = tuple((k, s) for s in (3, 4) for k in range(1, 8)) + ((16, 8),)
+PADDING_INVALID = ((0, 2), (3, 0), (-1, 2))
+PADDING_SIZES = (1, 2, 5, 8, 13)
+
+
+def _digest(key: str, value) -> str:
+    """Salted SHA-256 (hex, 24 digits) of ``key=value``; ``value`` is an int or a tuple of ints."""
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(int(v)) for v in value)
+    return hashlib.sha256(f"{_SALT}:{key}={value}".encode()).hexdigest()[:24]
+
+
+def _matches(key: str, value) -> bool:
+    """True when ``value`` is the expected value for ``key``."""
+    return _EXPECTED[key] == _digest(key, value)
 
 
 def _ok(message: str) -> None:
@@ -73,17 +136,44 @@ def _check_conv(model, cls_name, name, cin, cout, k, pad, kind=nn.Conv2d):
     )
     if pad is not None:
         assert _pair(conv.padding) == (pad, pad), (
-            f"{cls_name}.{name} has padding {conv.padding}, expected {pad}."
-            + (" conv1_1 pads by 100 so that small inputs survive the five poolings and fc6's "
-               "7x7 kernel (Long et al., Sec. 4.1; the crop at the end undoes the shift)."
-               if name == "conv1_1" else "")
-        )
+            f"{cls_name}.{name} has padding {conv.padding}, expected {pad}.")
+    return conv
+
+
+def _check_vgg_conv(model, cls_name, name, previous):
+    """Check one VGG-16 convolution against the hashed layer table; ``previous`` is the layer
+    before it (or None), whose output channels must be this layer's input channels."""
+    conv = _layer(model, cls_name, name, nn.Conv2d)
+    kernel = _pair(conv.kernel_size)
+    shape = (conv.in_channels, conv.out_channels, kernel[0], kernel[1])
+    if not _matches(f"{name}.shape", shape):
+        chain = ""
+        if previous is not None and previous.out_channels != conv.in_channels:
+            chain = (f" Its input channels ({conv.in_channels}) differ from the previous layer's "
+                     f"output channels ({previous.out_channels}).")
+        raise AssertionError(
+            f"{cls_name}.{name} maps {conv.in_channels} -> {conv.out_channels} channels with a "
+            f"{kernel[0]}x{kernel[1]} kernel, which is not VGG-16's {name}.{chain} Compare it with "
+            f"VGG-16 (Simonyan and Zisserman, ICLR 2015, Table 1, configuration D: 3x3 "
+            f"convolutions, channels doubled after each of the first pooling layers) and, for fc6 "
+            f"and fc7, with the notebook's description.")
+    padding = _pair(conv.padding)
+    if padding[0] != padding[1] or not _matches(f"{name}.padding", padding[0]):
+        if name == "conv1_1":
+            raise AssertionError(
+                f"{cls_name}.conv1_1 has padding {conv.padding}, expected 100: conv1_1 pads by 100 "
+                f"so that small inputs survive the five poolings and fc6's 7x7 kernel (Long et "
+                f"al., Sec. 4.1; the crop at the end undoes the shift).")
+        raise AssertionError(
+            f"{cls_name}.{name} has padding {conv.padding}, which is not VGG-16's: its 3x3 "
+            f"convolutions keep the size of the map, and fc6/fc7 do not pad.")
     return conv
 
 
 def _check_vgg(model: nn.Module, cls_name: str, n_classes: int) -> None:
-    for name, cin, cout, k, pad in _VGG_CONVS:
-        _check_conv(model, cls_name, name, cin, cout, k, pad)
+    previous = None
+    for name in _VGG_CONVS:
+        previous = _check_vgg_conv(model, cls_name, name, previous)
     for i in range(1, 6):
         pool = _layer(model, cls_name, f"pool{i}", nn.MaxPool2d)
         assert _pair(pool.kernel_size) == (2, 2) and _pair(pool.stride) == (2, 2), (
@@ -117,13 +207,39 @@ def _check_upsampler(model, cls_name, name, n_classes, k, s):
     )
 
 
-def _param_count(model, cls_name, expected):
+def _extra_layers(model, known: Iterable[str]) -> dict[str, int]:
+    """{top-level attribute: parameter count} of parameters that belong to none of ``known``."""
+    known_ids = {id(p) for name in known if isinstance(getattr(model, name, None), nn.Module)
+                 for p in getattr(model, name).parameters()}
+    extra: dict[str, int] = {}
+    for full_name, p in model.named_parameters():
+        if id(p) not in known_ids:
+            top = full_name.split(".", 1)[0]
+            extra[top] = extra.get(top, 0) + p.numel()
+    return extra
+
+
+def _param_count(model, cls_name, key, known):
     n = sum(p.numel() for p in model.parameters())
-    assert n == expected, (
-        f"{cls_name}(n_classes=12) has {n:,} parameters, expected {expected:,}. Compare each "
-        f"layer's channels and kernel size with VGG-16 (fc6 is 512 -> 4096 with a 7x7 kernel, "
-        f"fc7 4096 -> 4096 1x1) and check which layers have a bias."
-    )
+    extra = _extra_layers(model, known)
+    if "upscore" in extra and "upscore" not in known:
+        raise AssertionError(
+            f"{cls_name} has a layer 'upscore' with {extra['upscore']:,} parameters: FCN-32s's "
+            f"64x64 stride-32 upsampling, which FCN-8s does not use (it upsamples with upscore2, "
+            f"upscore_pool4 and upscore8). If {cls_name} subclasses FCN32s it inherits upscore "
+            f"(and the unused layer still counts and is saved): write {cls_name} as its own "
+            f"nn.Module, or delete it after super().__init__() with `del self.upscore`; if you "
+            f"copied FCN-32s's __init__, remove the upscore line.")
+    if extra:
+        listed = ", ".join(f"{name} ({count:,} parameters)" for name, count in sorted(extra.items()))
+        raise AssertionError(
+            f"{cls_name} has parameters outside the layers the notebook names: {listed}. Remove "
+            f"them (an unused layer still counts), or give the layer its name from the notebook.")
+    assert _matches(key, n), (
+        f"{cls_name}(n_classes=12) has {n:,} parameters, not the reference model's count, although "
+        f"every named layer has the right shape: check which layers have a bias (each Conv2d has "
+        f"one, the upsampling layers none) and compare fc6 (512 -> 4096, 7x7) and fc7 "
+        f"(4096 -> 4096, 1x1) with VGG-16.")
     _ok(f"{cls_name}: {n:,} parameters")
 
 
@@ -172,7 +288,7 @@ def _find_crops(big: torch.Tensor, small: torch.Tensor) -> list[tuple[int, int]]
     return found
 
 
-def _check_crop(cls_name, what, big, small, expected_offset, hint):
+def _check_crop(cls_name, what, big, small, key, hint):
     if big is None or small is None:
         raise AssertionError(
             f"{cls_name}.forward did not call {what}; use the layers you created in __init__ "
@@ -182,8 +298,7 @@ def _check_crop(cls_name, what, big, small, expected_offset, hint):
         raise AssertionError(f"{cls_name}: {hint} has shape {tuple(small.shape)}, which cannot "
                              f"be a crop of {what}'s output {tuple(big.shape)}.")
     offsets = _find_crops(big, small)
-    e = expected_offset
-    if (e, e) in offsets:
+    if any(dy == dx and _matches(key, dy) for dy, dx in offsets):
         return
     if offsets:
         dy, dx = offsets[0]
@@ -233,9 +348,9 @@ def check_fcn32s(cls) -> None:
         _check_upsampler(model, name, "upscore", 12, 64, 32)
         _ok(f"{name}: upscore is a 64x64 stride-32 transposed convolution without bias, "
             f"initialised to bilinear interpolation")
-        _param_count(model, name, FCN32S_PARAMS)
+        _param_count(model, name, "fcn32s.params", _FCN32S_LAYERS)
         out, outs, _ = _check_shapes(model, name, 12, _SIZES, ["upscore"])
-        _check_crop(name, "upscore", outs.get("upscore"), out, 19, "the output")
+        _check_crop(name, "upscore", outs.get("upscore"), out, "fcn32s.crop", "the output")
         _ok(f"{name}: the output is the crop of upscore's output that lines up with the input")
 
 
@@ -254,42 +369,45 @@ def check_fcn8s(cls) -> None:
         torch.manual_seed(0)
         model = _build(cls, 12)
         _check_vgg(model, name, 12)
-        _check_conv(model, name, "score_pool3", 256, 12, 1, 0)
-        _check_conv(model, name, "score_pool4", 512, 12, 1, 0)
+        # the skips score pool3's and pool4's outputs: as many channels as conv3_3's and conv4_3's
+        _check_conv(model, name, "score_pool3", model.conv3_3.out_channels, 12, 1, 0)
+        _check_conv(model, name, "score_pool4", model.conv4_3.out_channels, 12, 1, 0)
         _ok(f"{name}: score_pool3 and score_pool4 are 1x1 convolutions to the class scores")
         for up, k, s in (("upscore2", 4, 2), ("upscore_pool4", 4, 2), ("upscore8", 16, 8)):
             _check_upsampler(model, name, up, 12, k, s)
         _ok(f"{name}: upscore2, upscore_pool4 (4x4, stride 2) and upscore8 (16x16, stride 8) are "
             f"bias-free transposed convolutions initialised to bilinear interpolation")
-        _param_count(model, name, FCN8S_PARAMS)
+        _param_count(model, name, "fcn8s.params", _FCN8S_LAYERS)
         names = ["score_pool4", "upscore2", "upscore_pool4", "score_pool3", "upscore8"]
         out, outs, ins = _check_shapes(model, name, 12, _SIZES, names)
         for layer in names:
             if layer not in outs:
                 raise AssertionError(f"{name}.forward did not call self.{layer}.")
         _check_crop(name, "score_pool4", outs["score_pool4"], ins["upscore_pool4"] - outs["upscore2"],
-                    5, "the pool4 skip added to upscore2's output")
+                    "fcn8s.crop_pool4", "the pool4 skip added to upscore2's output")
         _ok(f"{name}: the pool4 skip is cropped to line up with upscore2's output and added")
         _check_crop(name, "score_pool3", outs["score_pool3"], ins["upscore8"] - outs["upscore_pool4"],
-                    9, "the pool3 skip added to upscore_pool4's output")
+                    "fcn8s.crop_pool3", "the pool3 skip added to upscore_pool4's output")
         _ok(f"{name}: the pool3 skip is cropped to line up with upscore_pool4's output and added")
-        _check_crop(name, "upscore8", outs["upscore8"], out, 31, "the output")
+        _check_crop(name, "upscore8", outs["upscore8"], out, "fcn8s.crop", "the output")
         _ok(f"{name}: the output is the crop of upscore8's output that lines up with the input")
 
 
 def check_transposed_conv_padding(fn) -> None:
     """Check ``fn(kernel_size, stride=2) -> (padding, output_padding)``.
 
-    For kernel sizes 2..7 and strides 2, 3 and 4, ``nn.ConvTranspose2d(kernel_size, stride,
-    padding, output_padding)`` built from ``fn``'s answer must map every tested size H to
-    ``stride * H``.
+    The same cases as the hidden tests: kernel sizes 1..7 at stride 2 (:data:`PADDING_STRIDE2`);
+    kernel sizes 1..7 at strides 3 and 4, so also kernels smaller than the stride, and 16 at
+    stride 8 (:data:`PADDING_OTHER_STRIDES`): ``nn.ConvTranspose2d(kernel_size, stride, padding,
+    output_padding)`` built from ``fn``'s answer must map every size H in :data:`PADDING_SIZES` to
+    ``stride * H``. A kernel size or stride below 1 must raise ``ValueError``
+    (:data:`PADDING_INVALID`).
 
     Raises:
         AssertionError: on the first failed check, with what to fix.
     """
-    sizes = (1, 2, 5, 8, 13)
-    for stride in (2, 3, 4):
-        for k in range(2, 8):
+    for group in (PADDING_STRIDE2, PADDING_OTHER_STRIDES):
+        for k, stride in group:
             result = fn(k) if stride == 2 else fn(k, stride=stride)
             assert isinstance(result, tuple) and len(result) == 2, (
                 f"transposed_conv_padding({k}, stride={stride}) returned {result!r}; return a "
@@ -305,19 +423,36 @@ def check_transposed_conv_padding(fn) -> None:
                 f"transposed_conv_padding({k}, stride={stride}) returned {result!r}; padding and "
                 f"output_padding must be ints (use // or int(), not /).")
             p, op = int(p), int(op)
+            small = (" Here the kernel is smaller than the stride (k - s < 0): padding cannot be "
+                     "negative, so what does output_padding have to make up?" if k < stride else "")
             assert p >= 0 and 0 <= op < stride, (
                 f"transposed_conv_padding({k}, stride={stride}) returned padding={p}, "
                 f"output_padding={op}; PyTorch needs padding >= 0 and 0 <= output_padding < "
-                f"stride.")
+                f"stride.{small}")
             layer = nn.ConvTranspose2d(1, 1, k, stride=stride, padding=p, output_padding=op)
-            for h in sizes:
+            for h in PADDING_SIZES:
                 with torch.no_grad():
                     got = layer(torch.zeros(1, 1, h, h)).shape[-1]
                 assert got == stride * h, (
                     f"kernel_size={k}, stride={stride}: padding={p}, output_padding={op} maps "
                     f"{h} to {got}, not {stride * h}. Use {_CONV_FORMULA} and solve "
-                    f"H_out = stride * H_in for every H_in.")
-        _ok(f"transposed_conv_padding: kernels 2..7 at stride {stride} map H to {stride}*H")
+                    f"H_out = stride * H_in for every H_in.{small}")
+        strides = sorted({s for _, s in group})
+        _ok(f"transposed_conv_padding: kernels {min(k for k, _ in group)}..{max(k for k, _ in group)} "
+            f"at stride {', '.join(map(str, strides))} map H to stride*H")
+    for k, stride in PADDING_INVALID:
+        try:
+            result = fn(k, stride=stride)
+        except ValueError:
+            continue
+        except Exception as err:  # noqa: BLE001 - the student's function may raise anything
+            raise AssertionError(
+                f"transposed_conv_padding({k}, stride={stride}) raised {type(err).__name__}; "
+                f"raise ValueError for a kernel_size or stride below 1.") from None
+        raise AssertionError(
+            f"transposed_conv_padding({k}, stride={stride}) returned {result!r}; a kernel_size or "
+            f"stride below 1 has no transposed convolution: raise ValueError with a message.")
+    _ok("transposed_conv_padding: a kernel_size or stride below 1 raises ValueError")
 
 
 def _loss_value(fn, logits, target, **kw) -> torch.Tensor:
@@ -417,3 +552,29 @@ def check_soft_iou_loss(fn) -> None:
         f"average in the background."
         + (" You averaged both classes." if abs(loss - (1 - (1 / 5 + 3 / 7) / 2)) < 1e-3 else ""))
     _ok("binary case: 1 - soft IoU of the foreground channel")
+
+
+class UnfinishedExercise(RuntimeError):
+    """A notebook cell needs the result of an exercise or training cell that has not run yet."""
+
+
+def require(done: Mapping, needed: Iterable[str], made_by: Mapping[str, str]) -> None:
+    """Stop a notebook cell early, with a message that says which part to finish first, when a
+    result it needs is missing (instead of a ``KeyError`` or ``NameError`` further down).
+
+    Args:
+        done: what has been computed so far (e.g. the notebook's ``results`` dict).
+        needed: the keys this cell uses.
+        made_by: key -> where it is made, e.g. ``"section 3 (train FCN-32s; needs FCN32s)"``.
+
+    Raises:
+        UnfinishedExercise: a key of ``needed`` is not in ``done``; names every missing key and
+            where each is made.
+    """
+    missing = [key for key in needed if key not in done]
+    if missing:
+        where = "; ".join(f"{key!r}: finish {made_by.get(key, 'the cell that makes it')} first"
+                          for key in missing)
+        raise UnfinishedExercise(
+            f"this cell needs results that have not been computed yet. {where}. Then run the "
+            f"cells from there down to this one again (Run > Run Selected Cell and All Below).")

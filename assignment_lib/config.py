@@ -1,7 +1,16 @@
-"""Paths and switches shared by the library: the repository root and smoke mode.
+"""Paths, the hardware budget, and the one table of training sizes per budget.
 
-Smoke mode (``ASSIGNMENT_SMOKE=1``) makes every training cell tiny so that a notebook runs end to
-end in minutes on a laptop CPU; the results are then meaningless, only the plumbing is checked.
+The budget (:data:`BUDGET`) says how big the notebooks' training runs are:
+
+- ``"gpu"``: the full recipe; chosen when CUDA is available;
+- ``"cpu"``: sized so that the whole FCN notebook finishes in under an hour on a 2-core laptop
+  CPU with its conclusions intact (the VGG-16 convolutions stay frozen, fc6/fc7 and the layers
+  after them learn, on small crops; the first 25 test images; measured figures: README, "Time per
+  notebook"); chosen when there is no GPU;
+- ``"smoke"``: every training run tiny, to check the plumbing end to end in minutes (CI); the
+  numbers are then meaningless. Chosen by ``ASSIGNMENT_SMOKE=1``.
+
+``ASSIGNMENT_BUDGET=gpu|cpu|smoke`` (set before starting Jupyter) overrides the choice.
 """
 
 from __future__ import annotations
@@ -12,8 +21,93 @@ from pathlib import Path
 #: The folder that holds ``assignment_lib/`` (the repository, or the unpacked student bundle).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: True when the environment variable ``ASSIGNMENT_SMOKE`` is ``"1"``.
-SMOKE = os.environ.get("ASSIGNMENT_SMOKE", "") == "1"
+#: The budgets, in the order of their run length.
+BUDGETS = ("gpu", "cpu", "smoke")
+
+#: Environment variable that names the budget explicitly.
+ENV_BUDGET = "ASSIGNMENT_BUDGET"
+
+#: Training sizes per notebook and budget. ``max_side``: longer image side in pixels after
+#: shrinking; ``n_train`` / ``n_val`` / ``n_test``: images used per split (``None`` = all);
+#: ``train``: :class:`assignment_lib.train.TrainConfig` fields. The FCN notebook trains each model
+#: in 3 stages of ``steps // 3``; ``finetune`` is the upsampling notebook's binary fine-tuning.
+SIZES = {
+    "fcn_segmentation": {
+        "gpu": {"max_side": 320, "n_train": None, "n_val": None, "n_test": None,
+                "train": {"steps": 1500, "batch_size": 8, "crop_size": 256, "optimizer": "sgd",
+                          "lr": 1e-4, "weight_decay": 5e-4, "freeze": [], "eval_every": 100}},
+        "cpu": {"max_side": 192, "n_train": None, "n_val": 6, "n_test": 25,
+                "train": {"steps": 120, "batch_size": 4, "crop_size": 128, "optimizer": "adam",
+                          "lr": 3e-4, "weight_decay": 0.0, "freeze": "encoder", "eval_every": 40,
+                          "amp": False}},
+        "smoke": {"max_side": 48, "n_train": 4, "n_val": 1, "n_test": 1,
+                  "train": {"steps": 3, "batch_size": 1, "crop_size": 32, "optimizer": "sgd",
+                            "lr": 1e-4, "weight_decay": 5e-4, "freeze": "encoder+fc",
+                            "eval_every": 1}},
+    },
+    "upsampling_and_iou": {
+        "gpu": {"max_side": 128, "n_train": None, "n_val": None,
+                "train": {"steps": 1500, "batch_size": 16, "crop_size": 96, "eval_every": 250},
+                "finetune": {"steps": 400, "batch_size": 16, "crop_size": 96}},
+        "cpu": {"max_side": 128, "n_train": None, "n_val": None,
+                "train": {"steps": 1500, "batch_size": 16, "crop_size": 96, "eval_every": 250},
+                "finetune": {"steps": 400, "batch_size": 16, "crop_size": 96}},
+        "smoke": {"max_side": 32, "n_train": 4, "n_val": 2,
+                  "train": {"steps": 2, "batch_size": 2, "crop_size": 32, "eval_every": 1},
+                  "finetune": {"steps": 2, "batch_size": 2, "crop_size": 32}},
+    },
+}
+
+
+class BudgetError(ValueError):
+    """An unknown budget name (in ``$ASSIGNMENT_BUDGET`` or passed to :func:`sizes`)."""
+
+
+def _check_budget(name: str, where: str) -> str:
+    if name not in BUDGETS:
+        raise BudgetError(f"{where} is {name!r}; use one of {BUDGETS} (gpu: full runs on a GPU, "
+                          "cpu: about an hour on a laptop CPU, smoke: tiny runs that only check "
+                          "that everything works)")
+    return name
+
+
+def detect_budget(environ=None) -> str:
+    """The budget for this process: ``$ASSIGNMENT_BUDGET`` if set, else ``"smoke"`` when
+    ``ASSIGNMENT_SMOKE=1``, else ``"gpu"`` when CUDA is available, else ``"cpu"``.
+
+    Raises:
+        BudgetError: ``$ASSIGNMENT_BUDGET`` names no budget.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get(ENV_BUDGET, "").strip().lower()
+    if explicit:
+        return _check_budget(explicit, f"${ENV_BUDGET}")
+    if env.get("ASSIGNMENT_SMOKE", "") == "1":
+        return "smoke"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+#: The budget of this process (see :func:`detect_budget`).
+BUDGET = detect_budget()
+
+#: True in the ``smoke`` budget (``ASSIGNMENT_SMOKE=1`` or ``ASSIGNMENT_BUDGET=smoke``).
+SMOKE = BUDGET == "smoke"
+
+
+def sizes(notebook: str, budget: str | None = None) -> dict:
+    """The training sizes of ``notebook`` (``"fcn_segmentation"`` or ``"upsampling_and_iou"``)
+    under ``budget`` (default :data:`BUDGET`): a copy of the :data:`SIZES` entry.
+
+    Raises:
+        BudgetError: unknown budget. ``KeyError``: unknown notebook (names the known ones).
+    """
+    budget = _check_budget(budget or BUDGET, "the budget")
+    if notebook not in SIZES:
+        raise KeyError(f"no sizes for notebook {notebook!r}; known: {sorted(SIZES)}")
+    entry = SIZES[notebook][budget]
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in entry.items()}
 
 
 def smoke(normal, tiny):

@@ -12,13 +12,23 @@ Before packing, every notebook of the assignment is checked:
    with ``expected_cells.json``, written into ``assignment_lib/`` by the instructor's release);
 3. it was run from top to bottom without errors: every code cell has an execution count and no
    error output (Kernel > Restart & Run All, then save);
-4. every inline question is answered (no ``YOUR ANSWER HERE`` left).
+4. every inline question is answered (no ``YOUR ANSWER HERE`` left);
+5. it records what it ran with (the run record its setup cell writes, see
+   :mod:`assignment_lib.run_record`), and that was neither smoke mode (tiny training runs) nor the
+   24-image sample instead of the data set, unless ``--allow-smoke`` / ``--allow-sample`` says
+   the student means it.
 
+Problems name the graded cell (nbgrader's ``grade_id``) or the code cell as Jupyter shows it: its
+number counting code cells only, its ``In [n]`` execution count and the section it is in.
 Each problem is printed and the command exits with status 1 without writing the zip. ``--force``
 packs anyway and records the problems in the zip's ``manifest.json`` (graders will see them).
 
 The zip holds the notebooks and ``manifest.json``: the student id, the time (UTC, ISO 8601), the
-sha256 of each notebook, whether ``--force`` was used and the problems found.
+sha256 of each notebook (and its run record), whether ``--force`` was used, the problems found,
+and ``run``: ``budget`` ("gpu" | "cpu" | "smoke"), ``smoke`` (bool), ``dataset`` ("full" |
+"sample"), ``dataset_sha256``, ``kit_version`` and ``allowed`` (which of "smoke", "sample" the
+student allowed). With several notebooks, ``run`` holds the least complete of their records
+(smoke if any ran in smoke mode, sample if any ran on the sample).
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from pathlib import Path
 
 import nbformat
 
-from .config import REPO_ROOT
+from .config import BUDGETS, REPO_ROOT
+from .run_record import RUN_KEYS, RUN_RECORD_MIME
 
 ASSIGNMENT = "fcn_segmentation"
 #: The manifest of expected graded cells, written by the release next to this module.
@@ -126,10 +137,9 @@ def check_notebook(path: Path, expected: dict) -> list[str]:
                         f"each (do not copy-paste graded cells).")
 
     unrun, errors = [], []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or not cell.source.strip():
+    for cell, label in _code_cell_labels(nb):
+        if not cell.source.strip():
             continue
-        label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i + 1}"
         if cell.get("execution_count") is None:
             unrun.append(label)
         for output in cell.get("outputs", []):
@@ -156,12 +166,98 @@ def check_notebook(path: Path, expected: dict) -> list[str]:
     return problems
 
 
-def check_folder(folder: Path, expected: dict) -> list[str]:
-    """Problems with all the assignment's notebooks in ``folder``."""
+def _code_cell_labels(nb) -> list[tuple]:
+    """``[(code cell, label)]``: a graded cell by its grade_id, any other by what Jupyter shows:
+    ``code cell 7 (In [12]) in '3. Training FCN-32s'`` (code cells counted from 1, markdown not
+    counted; the section is the last markdown heading above it)."""
+    out, section, k = [], "", 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heads = [line.lstrip("#").strip() for line in cell.source.splitlines()
+                     if line.startswith("#")]
+            section = heads[-1] if heads else section
+            continue
+        if cell.cell_type != "code":
+            continue
+        k += 1
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        count = cell.get("execution_count")
+        shown = f"code cell {k}" + (f" (In [{count}])" if count is not None else "")
+        where = f" in '{section}'" if section else ""
+        out.append((cell, f"'{gid}' ({shown})" if gid else shown + where))
+    return out
+
+
+def read_run_record(path: Path) -> dict | None:
+    """The run record a notebook's setup cell wrote (:func:`assignment_lib.run_record.record_run`),
+    the last one if there are several; ``None`` when there is none or it lacks a key."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError, KeyError, AttributeError, nbformat.ValidationError):
+        return None
+    found = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = output.get("data", {}).get(RUN_RECORD_MIME)
+            if isinstance(record, dict):
+                found = record
+    if found is None or any(key not in found for key in RUN_KEYS):
+        return None
+    return {key: found[key] for key in RUN_KEYS}
+
+
+def check_run(records: dict[str, dict | None], allow: set[str]) -> list[str]:
+    """Problems with what the notebooks ran with: no run record, smoke mode or the sample data
+    (each unless in ``allow``, a subset of ``{"smoke", "sample"}``)."""
+    problems = []
+    for name, record in sorted(records.items()):
+        if record is None:
+            problems.append(
+                f"{name}: no run record found (the output of the setup cell that calls "
+                f"record_run). It did not run, or its output was cleared: use Kernel > Restart & "
+                f"Run All, then save.")
+            continue
+        if record["smoke"] and "smoke" not in allow:
+            problems.append(
+                f"{name} ran in smoke mode (budget {record['budget']}): every training run was "
+                f"tiny, so its numbers and figures say nothing about your models and graders "
+                f"would reject answers based on them. Unset ASSIGNMENT_SMOKE / ASSIGNMENT_BUDGET, "
+                f"restart Jupyter, run all cells and save; or add --allow-smoke if your instructor "
+                f"asked for a smoke run.")
+        if record["dataset"] == "sample" and "sample" not in allow:
+            problems.append(
+                f"{name} ran on the 24-image sample, not the CMP Facade data set, so its scores "
+                f"mean little. Get the data (python -m assignment_lib.download, or set "
+                f"CMP_FACADE_ROOT), restart, run all cells and save; or add --allow-sample if your "
+                f"instructor allows it.")
+    return problems
+
+
+def summarize_run(records: dict[str, dict | None], allow: set[str]) -> dict:
+    """The manifest's ``run`` dict: the least complete of the notebooks' records (the shortest
+    budget, smoke if any is smoke, the sample if any used it), plus ``allowed``."""
+    present = [r for _, r in sorted(records.items()) if r is not None]
+    allowed = sorted(allow)
+    if not present:
+        return {"budget": "unknown", "smoke": False, "dataset": "unknown", "dataset_sha256": "",
+                "kit_version": "unknown", "allowed": allowed}
+    rank = {b: i for i, b in enumerate(BUDGETS)}
+    worst = max(present, key=lambda r: (r["dataset"] == "sample", rank.get(r["budget"], len(rank))))
+    return {"budget": max((r["budget"] for r in present), key=lambda b: rank.get(b, len(rank))),
+            "smoke": any(r["smoke"] for r in present),
+            "dataset": "sample" if any(r["dataset"] == "sample" for r in present) else "full",
+            "dataset_sha256": worst["dataset_sha256"], "kit_version": worst["kit_version"],
+            "allowed": allowed}
+
+
+def check_folder(folder: Path, expected: dict, allow: set[str] | frozenset = frozenset()) -> list[str]:
+    """Problems with all the assignment's notebooks in ``folder`` (see the module docstring)."""
     problems = []
     for name, entry in sorted(expected["notebooks"].items()):
         problems += check_notebook(Path(folder) / name, entry)
-    return problems
+    records = {name: read_run_record(Path(folder) / name) for name in expected["notebooks"]
+               if (Path(folder) / name).is_file()}
+    return problems + check_run(records, set(allow))
 
 
 def _sha256(path: Path) -> str:
@@ -169,17 +265,19 @@ def _sha256(path: Path) -> str:
 
 
 def pack(folder: Path, out: Path, student: str, expected: dict, problems: list[str],
-         forced: bool) -> Path:
+         forced: bool, allow: set[str] | frozenset = frozenset()) -> Path:
     """Write the hand-in zip: the notebooks (those present) and ``manifest.json``."""
     folder, out = Path(folder), Path(out)
     names = [n for n in sorted(expected["notebooks"]) if (folder / n).is_file()]
+    records = {n: read_run_record(folder / n) for n in names}
     manifest = {
         "assignment": expected.get("assignment", ASSIGNMENT),
         "student": student,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "notebooks": {n: {"sha256": _sha256(folder / n)} for n in names},
+        "notebooks": {n: {"sha256": _sha256(folder / n), "run": records[n]} for n in names},
         "forced": forced,
         "problems": problems,
+        "run": summarize_run(records, set(allow)),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
@@ -210,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="your student id (default: your login name)")
     parser.add_argument("--force", action="store_true",
                         help="pack even if there are problems (they are recorded in the zip)")
+    parser.add_argument("--allow-smoke", action="store_true",
+                        help="accept notebooks run in smoke mode (tiny training runs; recorded)")
+    parser.add_argument("--allow-sample", action="store_true",
+                        help="accept notebooks run on the 24-image sample data (recorded)")
     parser.add_argument("--expected", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -228,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    problems = check_folder(folder, expected)
+    allow = {name for name, flag in (("smoke", args.allow_smoke), ("sample", args.allow_sample)) if flag}
+    problems = check_folder(folder, expected, allow)
     for p in problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
     if problems and not args.force:
@@ -237,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else folder / f"{student}_{ASSIGNMENT}.zip"
-    pack(folder, out, student, expected, problems, forced=bool(problems))
+    pack(folder, out, student, expected, problems, forced=bool(problems), allow=allow)
     note = " (with problems, --force)" if problems else ""
     print(f"wrote {out}{note}: hand in this file.")
     return 0

@@ -420,7 +420,7 @@ def fit(
     *,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     device=None,
-    progress: bool = True,
+    progress=True,
 ) -> History:
     """Train ``model`` in place on ``train_data`` and return its :class:`History`.
 
@@ -436,7 +436,9 @@ def fit(
             ``config.loss == "soft_iou"``. Training targets contain ``IGNORE_INDEX`` where a crop was
             padded, so pass e.g. ``functools.partial(soft_iou_loss, ignore_index=255)``.
         device: ``"cpu"``, ``"cuda"``, ...; ``None`` = CUDA when available, else CPU.
-        progress: show a tqdm progress bar.
+        progress: ``True`` shows a tqdm progress bar of this call's steps; ``False`` none; or an
+            open tqdm bar, which is advanced by one per step and left open (one bar over several
+            calls, e.g. a notebook cell that trains in stages).
 
     Returns:
         A :class:`History`. With ``config.checkpoint`` set, a checkpoint is written at every row.
@@ -478,11 +480,13 @@ def fit(
     loss_sum, n_losses = None, 0
     start = time.perf_counter()
 
-    bar = None
-    if progress:
+    bar, own_bar = None, False
+    if progress is True:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="fit", unit="step", leave=True)
+        bar, own_bar = tqdm(total=total, desc="fit", unit="step", leave=True), True
+    elif progress:
+        bar = progress
     try:
         for step in range(1, total + 1):
             lr = config.lr * ((1 - (step - 1) / total) ** 0.9 if config.lr_schedule == "poly" else 1.0)
@@ -539,9 +543,63 @@ def fit(
                 if config.checkpoint:
                     save_checkpoint(config.checkpoint, model, config, history)
     finally:
-        if bar is not None:
+        if own_bar:
             bar.close()
     return history
+
+
+def estimate_seconds(model: torch.nn.Module, train_data, config: TrainConfig, *, eval_images: int = 0,
+                     eval_data=None, device=None, probe_steps: int = 2) -> dict:
+    """Estimate how long training ``model`` under ``config`` (and evaluating) takes, by timing a
+    few steps on a copy of the model: ``seconds per step x steps + seconds per image x images``.
+
+    The model itself is not changed (a deep copy trains). The first probe step is a warm-up and
+    not counted (allocation, thread start-up), so ``probe_steps`` must be at least 2.
+
+    Args:
+        model, train_data, config: as for :func:`fit`.
+        eval_images: images the cell will push through the model for evaluation and prediction.
+        eval_data: ``(image, target)`` pairs to time one evaluation image on (the first is used);
+            needed when ``eval_images > 0``.
+        device: as for :func:`fit`.
+        probe_steps: steps timed (the first not counted).
+
+    Returns:
+        ``{"seconds": total estimate, "per_step": s, "per_image": s, "steps": steps}`` (seconds).
+
+    Raises:
+        ValueError: ``probe_steps < 2``, or ``eval_images > 0`` without ``eval_data``.
+    """
+    import copy
+
+    if probe_steps < 2:
+        raise ValueError(f"probe_steps must be >= 2 (the first is a warm-up), got {probe_steps}")
+    if eval_images and not eval_data:
+        raise ValueError("eval_images > 0 needs eval_data to time one evaluation image on")
+    probe = copy.deepcopy(_unwrap(model))
+    marks = []
+    probe_config = TrainConfig(**{**config.to_dict(), "steps": probe_steps, "eval_every": None,
+                                  "checkpoint": None, "compile": False})
+
+    class _Clock:  # a stand-in progress bar that records when each step ends
+        def update(self, n=1):
+            marks.append(time.perf_counter())
+
+        def set_postfix(self, **kwargs):
+            pass
+
+    fit(probe, train_data, probe_config, device=device, progress=_Clock())
+    per_step = (marks[-1] - marks[0]) / (len(marks) - 1)
+    per_image = 0.0
+    if eval_images:
+        start = time.perf_counter()
+        evaluate(probe, eval_data[:1], n_classes=config.n_classes, device=device,
+                 max_side=config.max_side, amp=config.amp)
+        per_image = time.perf_counter() - start
+    del probe
+    steps = config.total_steps(len(train_data))
+    return {"seconds": per_step * steps + per_image * eval_images, "per_step": per_step,
+            "per_image": per_image, "steps": steps}
 
 
 # ---------------------------------------------------------------------------------------- evaluate

@@ -2,15 +2,22 @@
 per-class IoU bars.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state), so it works
-with any backend, including ``Agg`` on a headless machine, and returns it: in Jupyter a returned
-figure is drawn once; elsewhere save it with ``fig.savefig("out.png")``. Pass ``show=True`` to
-display it at once in a notebook (``IPython.display``). Colours are the CMP Facade dataset's own
-palette (:data:`assignment_lib.data.PALETTE`).
+with any backend, including ``Agg`` on a headless machine, and returns it. In a Jupyter notebook it
+is also drawn at once, where the cell runs, as a PNG (``show=None``, the default, means "draw it
+when running in a notebook"): this does not depend on pyplot's inline backend being active yet,
+so figures appear in a fresh Restart & Run All. End the line with ``;`` (or assign the figure)
+so that Jupyter does not echo the return value; an unchanged figure is never drawn twice. Elsewhere
+save it with ``fig.savefig("out.png")``.
+
+Colours: figures use :data:`FIGURE_PALETTE`, 12 qualitative colours that readers with a colour
+vision deficiency can tell apart; the dataset's own palette (:data:`assignment_lib.data.PALETTE`,
+three similar blues for background, facade and window) stays for reading and writing label files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,9 +25,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, PALETTE
+from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES
 
 __all__ = [
+    "FIGURE_PALETTE",
     "class_legend_handles",
     "colorize",
     "plot_confusion_matrix",
@@ -32,15 +40,67 @@ __all__ = [
 #: Colour of pixels with ``IGNORE_INDEX`` (no label).
 IGNORE_COLOR = (0, 0, 0)
 
+#: Figure colours, uint8 (12, 3) RGB, row ``i`` = class index ``i``: M. Krzywinski's 12-colour
+#: palette for colour blindness (mk.bcgsc.ca/colorblind), distinct under deuteranopia,
+#: protanopia and tritanopia; none is black (``IGNORE_COLOR``). Similar classes (facade / window /
+#: door) get far-apart colours.
+FIGURE_PALETTE = np.array(
+    [
+        (0x00, 0x8D, 0xF9),  # background: dodger blue
+        (0xFF, 0xC3, 0x3B),  # facade: sunflower
+        (0x84, 0x00, 0xCD),  # window: french violet
+        (0x00, 0x9F, 0x81),  # door: jeepers creepers
+        (0xFF, 0x5A, 0xAF),  # cornice: barbie pink
+        (0x00, 0xFC, 0xCF),  # sill: aquamarine
+        (0xE2, 0x01, 0x34),  # balcony: red
+        (0x00, 0xC2, 0xF9),  # blind: capri
+        (0xFF, 0xB2, 0xFD),  # deco: plum
+        (0xFF, 0x6E, 0x3A),  # molding: orange
+        (0x9F, 0x01, 0x62),  # pillar: jazzberry jam
+        (0xA4, 0x01, 0x22),  # shop: carmine
+    ],
+    dtype=np.uint8,
+)
+FIGURE_PALETTE.setflags(write=False)
 
-def _finish(fig: Figure, show: bool) -> Figure:
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (an IPython shell with a kernel attached)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with Jupyter
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class NotebookFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` that Jupyter shows as a PNG whatever the backend, and
+    never twice in a row unchanged (a figure drawn by a viz function and then echoed as the cell's
+    value appears once; after a change, e.g. ``fig.suptitle(...)``, ``display(fig)`` draws it again)."""
+
+    _shown_unchanged = False
+
+    def _ipython_display_(self):
+        if self._shown_unchanged and not self.stale:
+            return
+        from IPython.display import Image, display
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        display(Image(data=buffer.getvalue(), format="png"))
+        self.stale = False
+        self._shown_unchanged = True
+
+
+def _finish(fig: Figure, show: bool | None) -> Figure:
+    """Draw ``fig`` now when ``show`` is True (or None inside a notebook); return it."""
+    if show is None:
+        show = _in_notebook()
     if show:
-        try:
-            from IPython.display import display
-        except ImportError:  # pragma: no cover - IPython ships with Jupyter
-            pass
-        else:
-            display(fig)
+        from IPython.display import display
+
+        display(fig)
     return fig
 
 
@@ -51,7 +111,7 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def colorize(target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Paint a label map with the dataset's palette.
+    """Paint a label map with the figure palette (:data:`FIGURE_PALETTE`).
 
     Args:
         target: integer class indices ``(H, W)`` (numpy array or tensor), values in
@@ -59,7 +119,7 @@ def colorize(target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
         ignore_index: value drawn black (``IGNORE_COLOR``), 255 by default.
 
     Returns:
-        uint8 array ``(H, W, 3)`` (RGB); pixel of class ``c`` gets ``PALETTE[c]``.
+        uint8 array ``(H, W, 3)`` (RGB); pixel of class ``c`` gets ``FIGURE_PALETTE[c]``.
 
     Raises:
         ValueError: ``target`` is not 2-D, not integer, or holds values outside the classes.
@@ -75,14 +135,14 @@ def colorize(target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     if bad.any():
         raise ValueError(f"label map has values {np.unique(t[bad])[:5].tolist()} outside "
                          f"0..{N_CLASSES - 1} and ignore_index={ignore_index}")
-    out = PALETTE[np.where(ignored, 0, t)]
+    out = FIGURE_PALETTE[np.where(ignored, 0, t)]
     out[ignored] = IGNORE_COLOR
     return out
 
 
 def class_legend_handles(class_names: Sequence[str] = CLASS_NAMES) -> list[Patch]:
-    """One coloured patch per class (``PALETTE`` colours) for ``ax.legend(handles=...)``."""
-    return [Patch(facecolor=PALETTE[i] / 255.0, edgecolor="0.3", label=f"{i} {name}")
+    """One coloured patch per class (``FIGURE_PALETTE`` colours) for ``ax.legend(handles=...)``."""
+    return [Patch(facecolor=FIGURE_PALETTE[i] / 255.0, edgecolor="0.3", label=f"{i} {name}")
             for i, name in enumerate(class_names)]
 
 
@@ -107,7 +167,7 @@ def _as_label(x) -> np.ndarray:
 
 
 def show_samples(images, targets, preds=None, ncols: int | None = None, title: str | None = None,
-                 class_names: Sequence[str] = CLASS_NAMES, show: bool = False) -> Figure:
+                 class_names: Sequence[str] = CLASS_NAMES, show: bool | None = None) -> Figure:
     """Grid of samples: photo | ground truth | prediction (when given), with a class legend.
 
     Args:
@@ -118,6 +178,7 @@ def show_samples(images, targets, preds=None, ncols: int | None = None, title: s
         ncols: samples per row (each sample takes 2 or 3 panels); default: at most 2 with
             predictions, 3 without, with the rows filled evenly (4 samples -> 2 x 2).
         title: figure title.
+        show: draw the figure now (``None``: when running in a notebook).
 
     Returns:
         the Figure.
@@ -136,7 +197,7 @@ def show_samples(images, targets, preds=None, ncols: int | None = None, title: s
         ncols = -(-n // -(-n // most))
     ncols = max(1, min(n, ncols))
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(2.4 * per * ncols, 3.0 * nrows + 0.9), layout="constrained")
+    fig = NotebookFigure(figsize=(2.4 * per * ncols, 3.0 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, per * ncols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -170,7 +231,7 @@ def _history_dict(history) -> dict:
                     f"got {type(history).__name__}")
 
 
-def plot_history(history, show: bool = False) -> Figure:
+def plot_history(history, title: str | None = None, show: bool | None = None) -> Figure:
     """Loss curves (left) and metric curves (right) over epochs.
 
     Args:
@@ -179,6 +240,7 @@ def plot_history(history, show: bool = False) -> Figure:
             object with such attributes, e.g. ``train.History``). Keys holding ``loss`` go left,
             keys holding ``iou`` or ``acc`` go right; other keys and empty lists are ignored;
             without ``epoch`` the x axis counts 1, 2, ... A panel with nothing to draw says so.
+        title: figure title (e.g. the run's name).
 
     Returns:
         the Figure.
@@ -187,7 +249,7 @@ def plot_history(history, show: bool = False) -> Figure:
     series = {k: list(v) for k, v in h.items()
               if k != "epoch" and isinstance(v, (list, tuple, np.ndarray)) and len(v) > 0}
     epochs = list(h.get("epoch") or [])
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = NotebookFigure(figsize=(10, 3.6), layout="constrained")
     ax_loss, ax_metric = fig.subplots(1, 2)
     for ax, keep, ylabel in ((ax_loss, lambda k: "loss" in k, "loss"),
                              (ax_metric, lambda k: "iou" in k or "acc" in k, "score")):
@@ -207,11 +269,13 @@ def plot_history(history, show: bool = False) -> Figure:
             ax.text(0.5, 0.5, f"no {ylabel} recorded", ha="center", va="center",
                     transform=ax.transAxes, color="0.5")
     ax_metric.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
     return _finish(fig, show)
 
 
 def plot_confusion_matrix(cm, class_names: Sequence[str] = CLASS_NAMES, normalize: bool = True,
-                          show: bool = False) -> Figure:
+                          show: bool | None = None) -> Figure:
     """Heat map of a confusion matrix (rows = ground truth, columns = prediction).
 
     Args:
@@ -236,7 +300,7 @@ def plot_confusion_matrix(cm, class_names: Sequence[str] = CLASS_NAMES, normaliz
         with np.errstate(invalid="ignore", divide="ignore"):
             m = np.where(rows > 0, m / rows, np.nan)
     n = m.shape[0]
-    fig = Figure(figsize=(1.0 + 0.55 * n, 0.6 + 0.5 * n), layout="constrained")
+    fig = NotebookFigure(figsize=(1.0 + 0.55 * n, 0.6 + 0.5 * n), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the row" if normalize else "pixels")
@@ -255,7 +319,7 @@ def plot_confusion_matrix(cm, class_names: Sequence[str] = CLASS_NAMES, normaliz
     return _finish(fig, show)
 
 
-def plot_iou_bars(iou, class_names: Sequence[str] = CLASS_NAMES, show: bool = False) -> Figure:
+def plot_iou_bars(iou, class_names: Sequence[str] = CLASS_NAMES, show: bool | None = None) -> Figure:
     """Bar chart of the IoU of each class, in the class colours, with the mean IoU as a line.
 
     Args:
@@ -269,9 +333,9 @@ def plot_iou_bars(iou, class_names: Sequence[str] = CLASS_NAMES, show: bool = Fa
     v = _to_numpy(iou).astype(np.float64).reshape(-1)
     if len(v) != len(class_names):
         raise ValueError(f"got {len(v)} IoU values for {len(class_names)} class names")
-    fig = Figure(figsize=(1.0 + 0.6 * len(v), 3.6), layout="constrained")
+    fig = NotebookFigure(figsize=(1.0 + 0.6 * len(v), 3.6), layout="constrained")
     ax = fig.subplots()
-    colors = [PALETTE[i % len(PALETTE)] / 255.0 for i in range(len(v))]
+    colors = [FIGURE_PALETTE[i % len(FIGURE_PALETTE)] / 255.0 for i in range(len(v))]
     ax.bar(range(len(v)), np.nan_to_num(v), color=colors, edgecolor="0.3")
     for i, x in enumerate(v):
         ax.text(i, (0 if np.isnan(x) else x) + 0.01, "n/a" if np.isnan(x) else f"{x:.2f}",

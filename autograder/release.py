@@ -81,18 +81,48 @@ c.ExecutePreprocessor.timeout = 3600
 
 STUDENT_README = """# FCN semantic segmentation (CMP Facade)
 
-## Set up
+## Set up (Python 3.11 or newer)
 
-    conda env create -f environment.yml && conda activate fcn-kit
+Check with `python3 --version`: older Pythons cannot install the kit ("requires a different
+Python"). Create an environment once, then **activate it in every new terminal** before
+`jupyter lab` or `python -m assignment_lib.submit`.
+
+With conda:
+
+    conda env create -f environment.yml
+    conda activate fcn-kit
+
+With pip, on a laptop without an NVIDIA GPU (CPU-only PyTorch: about 0.2 GB to download instead
+of about 3 GB of CUDA libraries):
+
+    python3 -m venv .venv
+    source .venv/bin/activate                  # Windows: .venv\\Scripts\\activate
+    pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
+    pip install -e .
+
+With pip, on a machine with an NVIDIA GPU: the same, minus the `pip install torch ...` line
+(`pip install -e .` then fetches the CUDA build of torch).
+
+Then get the data (once):
+
     python -m assignment_lib.download          # the CMP Facade base set into datasets/cmp_facade/
 
-(or `python -m venv .venv && .venv/bin/pip install -e .`). Without the download the notebooks fall
-back to the 24-image sample in `datasets/sample/`; to use a copy of the data set elsewhere, set
-`CMP_FACADE_ROOT` to the folder that holds `base/` and `label_names.txt`. The ImageNet VGG-16
-weights (528 MB) are downloaded into the torch hub cache the first time the notebook needs them;
-to use a file you already have, set `VGG16_WEIGHTS` to its path.
+Without it the notebooks fall back to the 24-image sample in `datasets/sample/` and show a red
+banner (and `submit` refuses such a run unless you pass `--allow-sample`); to use a copy of the
+data set elsewhere, set `CMP_FACADE_ROOT` to the folder that holds `base/` and
+`label_names.txt`. The ImageNet VGG-16 weights (528 MB) are downloaded into the torch hub cache
+the first time the notebook needs them; to use a file you already have, set `VGG16_WEIGHTS` to
+its path.
 
 Optional: `python -m assignment_lib.tour` prints and plots a short tour of the data and metrics.
+
+## How long it takes
+
+The training sizes follow a budget picked for your machine (`assignment_lib.config.BUDGET`):
+`gpu` when PyTorch sees a CUDA GPU, else `cpu` (sized to finish the FCN notebook within an hour
+on a 2-core laptop). Each training cell prints its estimated time before it starts.
+`ASSIGNMENT_BUDGET=gpu|cpu|smoke jupyter lab` overrides the choice; the measured times are in
+the closing note of `fcn_segmentation.ipynb`.
 
 ## Work
 
@@ -103,16 +133,20 @@ marks: more tests are run after you hand in. Answer every inline question in its
 (replace `YOUR ANSWER HERE`). Do not delete, copy or move the graded cells.
 
 `ASSIGNMENT_SMOKE=1 jupyter lab` makes every training cell tiny (to check that everything runs
-before a long run); the final hand-in must be a normal run.
+before a long run); the final hand-in must be a normal run (`submit` refuses a smoke run unless
+you pass `--allow-smoke`).
 
 ## Hand in
 
-Run every notebook top to bottom (Kernel > Restart & Run All), save, then
+Run every notebook top to bottom (Kernel > Restart & Run All), save, then, with the environment
+activated:
 
     python -m assignment_lib.submit --student YOUR_ID
 
-It checks that all cells ran without errors, no graded cell is missing and every question is
-answered, and writes `YOUR_ID_fcn_segmentation.zip`. Hand in that file.
+It checks that all cells ran without errors, no graded cell is missing, every question is
+answered, and the notebooks ran on the data set outside smoke mode; it names each problem by its
+graded cell or by the code cell number Jupyter shows, and writes `YOUR_ID_fcn_segmentation.zip`
+(with a manifest of what the notebooks ran with). Hand in that file.
 """
 
 

@@ -78,3 +78,35 @@ def test_both_packages_are_declared_and_the_student_one_never_imports_the_instru
         if re.search(r"^\s*(from|import)\s+autograder\b", p.read_text(), re.MULTILINE)
     ]
     assert offenders == [], f"assignment_lib is shipped to students; it must not import autograder: {offenders}"
+
+
+def _student_readmes(repo_root):
+    from autograder.release import STUDENT_README
+
+    readme = (repo_root / "README.md").read_text()
+    section = readme[readme.index("## For students"):readme.index("## For instructors")]
+    return {"bundle README": STUDENT_README, "README.md, For students": section}
+
+
+def test_student_install_commands_match_pyproject(pyproject, repo_root):
+    """Every torch/torchvision version a student README names is pyproject.toml's pin; the Python
+    it asks for is requires-python's; it says to activate the environment; the CPU-only route
+    uses PyTorch's CPU wheel index."""
+    pins = {_name(r): r.split("==", 1)[1] for r in pyproject["project"]["dependencies"] if "==" in r}
+    minimum = re.fullmatch(r">=\s*(\d+\.\d+)", pyproject["project"]["requires-python"]).group(1)
+    for where, text in _student_readmes(repo_root).items():
+        named = re.findall(r"\b(torch|torchvision)==([\w.+]+)", text)
+        assert {"torch", "torchvision"} <= {n for n, _ in named}, where
+        for name, version in named:
+            assert pins[name] == version, f"{where} installs {name}=={version}, pyproject pins {pins[name]}"
+        assert re.search(rf"Python {re.escape(minimum)} or newer", text), f"{where}: no 'Python {minimum} or newer'"
+        assert "activate" in text and "conda activate fcn-kit" in text, where
+        assert "--index-url https://download.pytorch.org/whl/cpu" in text, where
+    env_python = re.search(r"^\s*- python=(\d+\.\d+)", (repo_root / "environment.yml").read_text(), re.MULTILINE)
+    assert tuple(map(int, env_python.group(1).split("."))) >= tuple(map(int, minimum.split(".")))
+
+
+def test_platform_setup_keeps_the_default_torch_build(repo_root):
+    """The CPU-only wheel index is a student laptop route, never this platform's setup path."""
+    for path in ("scripts/setup.sh", "Makefile", "environment.yml"):
+        assert "download.pytorch.org" not in (repo_root / path).read_text(), path

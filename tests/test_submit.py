@@ -13,6 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from assignment_lib import submit
+from assignment_lib.run_record import RUN_RECORD_MIME
 
 
 def _meta(gid, grade=False, solution=False, locked=False):
@@ -20,10 +21,22 @@ def _meta(gid, grade=False, solution=False, locked=False):
                          "solution": solution, "task": False, **({"points": 1} if grade else {})}}
 
 
-def _notebook(answer="Skips add detail.", run=True, error=False, drop=(), duplicate=()):
+def _record(**changes):
+    return {"budget": "cpu", "smoke": False, "dataset": "full", "dataset_sha256": "ab" * 32,
+            "kit_version": "0.1.0", **changes}
+
+
+def _notebook(answer="Skips add detail.", run=True, error=False, drop=(), duplicate=(), record=None):
+    record = _record() if record is None else record
+    setup = new_code_cell("RUN = record_run()")
+    if record:
+        setup.outputs = [new_output("display_data", data={RUN_RECORD_MIME: record,
+                                                          "text/plain": "run record"})]
     cells = [
         new_markdown_cell("# Title"),
         new_code_cell("import math", metadata=_meta("imports", locked=True)),
+        setup,
+        new_markdown_cell("## 2. The exercise"),
         new_code_cell("def f(x):\n    return x", metadata=_meta("f", solution=True)),
         new_code_cell("assert f(1) == 1", metadata=_meta("check_f", grade=True, locked=True)),
         new_code_cell("print(f(2))"),
@@ -34,7 +47,7 @@ def _notebook(answer="Skips add detail.", run=True, error=False, drop=(), duplic
         if c.cell_type == "code" and run:
             c.execution_count = i
     if error:
-        cells[3].outputs = [new_output("error", ename="AssertionError", evalue="f is wrong",
+        cells[5].outputs = [new_output("error", ename="AssertionError", evalue="f is wrong",
                                        traceback=[])]
     cells = [c for c in cells if c.metadata.get("nbgrader", {}).get("grade_id") not in drop]
     for gid in duplicate:
@@ -80,11 +93,32 @@ def test_clean_folder_gives_zip_with_manifest(folder, capsys):
     assert manifest["notebooks"]["b.ipynb"]["sha256"] == hashlib.sha256(
         (folder / "b.ipynb").read_bytes()).hexdigest()
     assert manifest["created"].endswith("+00:00")
+    assert manifest["run"] == {**_record(), "allowed": []}
+    assert manifest["notebooks"]["a.ipynb"]["run"] == _record()
+
+
+def test_allow_flags_accept_smoke_and_sample_and_are_recorded(folder, capsys):
+    nbformat.write(_notebook(record=_record(smoke=True, budget="smoke")), folder / "a.ipynb")
+    nbformat.write(_notebook(record=_record(dataset="sample", dataset_sha256="cd" * 32)), folder / "b.ipynb")
+    assert run(folder, "--allow-smoke") == 1  # the sample run is still refused
+    assert "ran on the 24-image sample" in capsys.readouterr().err
+    assert run(folder, "--allow-smoke", "--allow-sample") == 0
+    with zipfile.ZipFile(folder / "s123_fcn_segmentation.zip") as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["forced"] is False and manifest["problems"] == []
+    assert manifest["run"] == {"budget": "smoke", "smoke": True, "dataset": "sample",
+                               "dataset_sha256": "cd" * 32, "kit_version": "0.1.0",
+                               "allowed": ["sample", "smoke"]}
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"run": False}, r"a.ipynb: 4 code cell\(s\) were not run: imports, f, check_f, cell 5.*Restart & Run All"),
-    ({"error": True}, r"a.ipynb: cell\(s\) ended with an error: check_f \(AssertionError: f is wrong\)"),
+    ({"run": False}, (r"a.ipynb: 5 code cell\(s\) were not run: 'imports' \(code cell 1\), code cell 2 in 'Title', "
+                     r"'f' \(code cell 3\), 'check_f' \(code cell 4\), code cell 5 in '2. The exercise'.*Restart & Run All")),
+    ({"error": True}, (r"a.ipynb: cell\(s\) ended with an error: 'check_f' \(code cell 4 \(In \[5\]\)\) "
+                      r"\(AssertionError: f is wrong\)")),
+    ({"record": {}}, r"a.ipynb: no run record found"),
+    ({"record": _record(smoke=True, budget="smoke")}, r"a.ipynb ran in smoke mode.*--allow-smoke"),
+    ({"record": _record(dataset="sample")}, r"a.ipynb ran on the 24-image sample.*--allow-sample"),
     ({"drop": ("check_f",)}, r"a.ipynb: graded cell\(s\) deleted: check_f"),
     ({"drop": ("q1",)}, r"a.ipynb: graded cell\(s\) deleted: q1"),
     ({"duplicate": ("f",)}, r"a.ipynb: graded cell\(s\) duplicated: f"),

@@ -14,6 +14,7 @@ from PIL import Image
 from assignment_lib import viz
 from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, PALETTE
 from assignment_lib.transforms import IMAGENET_MEAN, IMAGENET_STD
+from assignment_lib.viz import FIGURE_PALETTE
 
 
 def render(fig, path):
@@ -39,7 +40,7 @@ def test_colorize_exact_colours():
     rgb = viz.colorize(t)
     assert rgb.dtype == np.uint8 and rgb.shape == (3, 4, 3)
     for c in range(1, N_CLASSES):
-        np.testing.assert_array_equal(rgb.reshape(-1, 3)[c], PALETTE[c])
+        np.testing.assert_array_equal(rgb.reshape(-1, 3)[c], FIGURE_PALETTE[c])
     np.testing.assert_array_equal(rgb[0, 0], [0, 0, 0])
     np.testing.assert_array_equal(viz.colorize(torch.from_numpy(t)), rgb)  # tensors work too
 
@@ -56,7 +57,7 @@ def test_colorize_rejects_bad_labels():
 def test_legend_handles():
     handles = viz.class_legend_handles()
     assert [h.get_label() for h in handles] == [f"{i} {n}" for i, n in enumerate(CLASS_NAMES)]
-    np.testing.assert_allclose(handles[3].get_facecolor()[:3], PALETTE[3] / 255.0)
+    np.testing.assert_allclose(handles[3].get_facecolor()[:3], FIGURE_PALETTE[3] / 255.0)
 
 
 def test_show_samples_renders_palette_colours(tmp_path):
@@ -67,7 +68,7 @@ def test_show_samples_renders_palette_colours(tmp_path):
     pixels = render(viz.show_samples(images, targets, preds, ncols=2, title="t"),
                     tmp_path / "samples.png")
     for c in (2, 5, 11, 4, 7):  # big blocks keep their exact palette colour in the PNG
-        assert has_colour(pixels, PALETTE[c]), c
+        assert has_colour(pixels, FIGURE_PALETTE[c]), c
 
 
 def test_show_samples_accepts_normalised_tensors_and_logits(tmp_path):
@@ -77,7 +78,7 @@ def test_show_samples_accepts_normalised_tensors_and_logits(tmp_path):
     logits = torch.nn.functional.one_hot(target, N_CLASSES).permute(2, 0, 1).float()
     pixels = render(viz.show_samples(image[None], target[None], logits[None]),
                     tmp_path / "one.png")
-    assert has_colour(pixels, PALETTE[8]) and has_colour(pixels, PALETTE[1])
+    assert has_colour(pixels, FIGURE_PALETTE[8]) and has_colour(pixels, FIGURE_PALETTE[1])
     assert has_colour(pixels, (128, 128, 128))  # the denormalised grey photo
 
 
@@ -125,4 +126,49 @@ def test_plot_iou_bars(tmp_path):
     assert "n/a" in [t.get_text() for t in ax.texts]
     assert ax.get_legend().get_texts()[0].get_text() == f"mean IoU {np.nanmean(iou):.3f}"
     pixels = render(fig, tmp_path / "iou.png")
-    assert has_colour(pixels, PALETTE[11])
+    assert has_colour(pixels, FIGURE_PALETTE[11])
+
+
+def test_figure_palette_is_distinct_and_the_files_keep_the_dataset_palette():
+    """Figures use 12 well-separated colours (none black, which marks ignored pixels); the
+    dataset palette (label files) is untouched and differs (its three similar blues)."""
+    assert FIGURE_PALETTE.shape == (12, 3) and FIGURE_PALETTE.dtype == np.uint8
+    colours = FIGURE_PALETTE.astype(float)
+    gaps = [np.abs(colours[i] - colours[j]).sum() for i in range(12) for j in range(i + 1, 12)]
+    assert min(gaps) >= 50, min(gaps)
+    assert not (FIGURE_PALETTE == 0).all(1).any()
+    assert not np.array_equal(FIGURE_PALETTE, PALETTE)
+    assert tuple(PALETTE[0]) == (0, 0, 170)  # data.PALETTE: the label PNGs' own colours
+
+
+def _notebook_shell(monkeypatch, shown):
+    """Pretend to run inside a Jupyter kernel whose display() records what it shows."""
+    import IPython
+    import IPython.display
+
+    class Shell:
+        kernel = object()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda *objs, **kw: [o._ipython_display_() if hasattr(o, "_ipython_display_")
+                                             else shown.append(o) for o in objs])
+
+
+def test_figures_are_drawn_where_made_in_a_notebook_once(monkeypatch):
+    """In a kernel every viz function shows its figure at once as a PNG (whatever the pyplot
+    backend), an unchanged figure is not shown twice, a changed one is shown again."""
+    import IPython.display
+
+    shown = []
+    _notebook_shell(monkeypatch, shown)
+    fig = viz.plot_history({"train_loss": [2.0, 1.0]}, title="run")
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Image)
+    assert shown[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+    fig._ipython_display_()           # echoed as the cell's value: not drawn again
+    assert len(shown) == 1
+    fig.suptitle("changed")
+    fig._ipython_display_()
+    assert len(shown) == 2
+    viz.show_samples([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.int64)], show=False)
+    assert len(shown) == 2            # show=False: not drawn
