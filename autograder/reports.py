@@ -365,7 +365,9 @@ def _problems_cell(r: SubmissionResult) -> str:
     m = (r.intake or {}).get("manifest") or {}
     items = list(r.problems) + [f"submit: {p}" for p in m.get("problems") or []]
     items += [f"intake: {w}" for w in (r.intake or {}).get("warnings") or []]
-    return " | ".join(" ".join(str(x).split()) for x in items)
+    text = " | ".join(" ".join(str(x).split()) for x in items)
+    # never a spreadsheet formula (CSV injection), whatever a manifest says
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:

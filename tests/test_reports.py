@@ -186,6 +186,14 @@ def test_late_penalty_and_manifest_facts_reach_every_export(tmp_path):
     assert "penalised for lateness: 1 (alice)" in lines
 
 
+def test_problems_cell_is_never_a_spreadsheet_formula():
+    r = SubmissionResult("eve", "fcn_segmentation")
+    r.intake = {"warnings": []}
+    r.problems = ['=HYPERLINK("http://evil.example","x")']
+    (row,) = csv.DictReader(io.StringIO(reports.grades_csv([r])))
+    assert row["problems"] == "'" + r.problems[0]
+
+
 def test_old_results_without_intake_still_render():
     r = sample()
     d = asdict(r)
