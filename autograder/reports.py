@@ -27,10 +27,8 @@
   student replaced by a stable code (:func:`anonymous_code`), answers ordered by code, for blind
   reading; ``inline_answers_key.csv`` maps codes to students (keep it from the graders).
 
-HTML is rendered with Jinja2 with autoescaping on: student text can never become markup. Markdown
-is rendered by mistune with raw HTML escaped, harmful link schemes dropped and images shown as
-links (nothing is fetched); math (``$...$``, ``$$...$$``) becomes MathML (latex2mathml), sanitised
-with bleach, which browsers render without any script or network.
+HTML is rendered with Jinja2 with autoescaping on: student text can never become markup. Written
+answers are markdown and TeX, made safe HTML by :mod:`autograder.richtext`.
 """
 
 from __future__ import annotations
@@ -51,6 +49,7 @@ from pathlib import Path
 
 from autograder.policy import parse_time, penalty_points
 from autograder.results import SubmissionResult, TestResult, atomic_write_text
+from autograder.richtext import markdown_renderer
 
 RESULTS_JSON = "results.json"
 FEEDBACK_HTML = "feedback.html"
@@ -365,7 +364,9 @@ def _problems_cell(r: SubmissionResult) -> str:
     m = (r.intake or {}).get("manifest") or {}
     items = list(r.problems) + [f"submit: {p}" for p in m.get("problems") or []]
     items += [f"intake: {w}" for w in (r.intake or {}).get("warnings") or []]
-    return " | ".join(" ".join(str(x).split()) for x in items)
+    text = " | ".join(" ".join(str(x).split()) for x in items)
+    # never a spreadsheet formula (CSV injection), whatever a manifest says
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:
@@ -422,63 +423,6 @@ def score_table(results: list[SubmissionResult]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-#: MathML that may reach the page (latex2mathml's vocabulary); everything else is stripped by bleach.
-MATHML_TAGS = frozenset({
-    "math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msup", "msub", "msubsup", "mfrac",
-    "msqrt", "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded",
-    "mphantom", "menclose", "merror",
-})
-MATHML_ATTRIBUTES = (
-    "display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace", "accent",
-    "accentunder", "columnalign", "rowalign", "columnspacing", "rowspacing", "displaystyle",
-    "scriptlevel", "width", "height", "depth", "linethickness", "notation", "minsize", "maxsize",
-    "movablelimits", "symmetric", "largeop", "form", "columnlines", "rowlines", "frame",
-)
-
-
-def tex_to_mathml(tex: str, display: bool = False) -> str:
-    """Untrusted TeX -> MathML that browsers render natively (no script, works offline and in the
-    PDF). latex2mathml converts; it does not escape ``\\text{...}`` nor drop ``\\href``, so bleach
-    then keeps only :data:`MATHML_TAGS` with :data:`MATHML_ATTRIBUTES` (no links, no scripts).
-    TeX that latex2mathml cannot read is shown as escaped TeX."""
-    import html
-
-    import bleach
-    from latex2mathml.converter import convert
-
-    try:
-        mathml = convert(tex, display="block" if display else "inline")
-    except Exception:  # noqa: BLE001 - any parse failure: show the TeX itself
-        return f'<code class="tex">{html.escape(tex)}</code>'
-    return bleach.clean(mathml, tags=MATHML_TAGS, attributes={"*": list(MATHML_ATTRIBUTES)},
-                        protocols=[], strip=True)
-
-
-def _markdown():
-    import mistune
-
-    class _SafeRenderer(mistune.HTMLRenderer):
-        """Raw HTML escaped (``escape=True``), harmful link schemes dropped (mistune's default),
-        images rendered as links (opening the report fetches nothing), math as sanitised MathML."""
-
-        def image(self, text, url, title=None):
-            return f'[image: <a href="{self.safe_url(url)}" rel="noopener noreferrer">{text or "link"}</a>]'
-
-        def link(self, text, url, title=None):
-            return super().link(text, url, title).replace("<a ", '<a rel="noopener noreferrer" ', 1)
-
-    md = mistune.create_markdown(renderer=_SafeRenderer(escape=True),
-                                 plugins=["math", "table", "strikethrough"])
-    md.renderer.register("inline_math", lambda _, text: tex_to_mathml(text))
-    md.renderer.register("block_math", lambda _, text: f'<div class="math">{tex_to_mathml(text, True)}</div>\n')
-    return md
-
-
-def render_markdown(text: str) -> str:
-    """Untrusted markdown -> safe HTML (see the module docstring), math as MathML."""
-    return _markdown()(text or "")
-
-
 def anonymous_code(student: str, salt: str) -> str:
     """A stable code for ``student``: ``anon-`` + 10 hex digits of HMAC-SHA256(salt, student)."""
     return "anon-" + hmac.new(salt.encode(), student.encode(), hashlib.sha256).hexdigest()[:10]
@@ -497,7 +441,7 @@ def course_salt(out_dir: str | Path, salt: str | None = None) -> str:
 def inline_answers_html(results: list[SubmissionResult], salt: str | None = None) -> str:
     """One read-only page: every student's answer grouped by inline question, markdown and math
     rendered. With ``salt``, students are replaced by :func:`anonymous_code` and ordered by code."""
-    md = _markdown()
+    md = markdown_renderer()
     who = (lambda s: anonymous_code(s, salt)) if salt else (lambda s: s)
     questions: dict[str, dict] = {}
     for r in sorted(results, key=lambda r: who(r.student)):

@@ -9,7 +9,7 @@ Accepted inputs (each path given to ``python -m autograder grade``):
 * zip files made by ``python -m assignment_lib.submit`` (a ``.zip`` or a folder of them): the
   student is the name in the zip's ``manifest.json`` (key ``student``) when there is one, else the
   zip's stem;
-* LMS bulk downloads (:func:`parse_lms_name`): Canvas files ``lastfirst[_LATE]_<user id>_<file
+* LMS bulk downloads (:func:`autograder.lms.parse_lms_name`): Canvas files ``lastfirst[_LATE]_<user id>_<file
   id>_<name>`` (loose notebooks in one folder are grouped by student; zips too), Blackboard files
   ``<assignment>_<user>_attempt_<YYYY-MM-DD-HH-MM-SS>_<name>`` and Moodle folders
   ``<Full Name>_<id>_assignsubmission_file_``. The LMS's identity wins over a manifest's (the LMS
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from autograder.lms import LmsName, parse_lms_name, slug, strip_copy_suffix
 from autograder.results import atomic_write_text
 
 #: The nbgrader assignment that this kit releases.
@@ -247,76 +248,7 @@ def safe_extract(zip_path: Path, dest: Path) -> tuple[dict[str, Path], dict]:
     return _notebooks_in(dest), manifest
 
 
-# ----------------------------------------------------------------------------- LMS names, times, encodings
-
-_CANVAS_RE = re.compile(r"^(?P<name>[^_]+?)(?P<late>_LATE)?_(?P<user>\d+)_(?P<file_id>\d+)_(?P<file>.+)$")
-_BLACKBOARD_RE = re.compile(r"^(?P<assignment>.+?)_(?P<name>[^_]+)_attempt_"
-                            r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})(?:_(?P<file>.+))?$")
-_MOODLE_RE = re.compile(r"^(?P<name>.+)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?$")
-_COPY_SUFFIX_RE = re.compile(r"(?:-\d+| \(\d+\))$")
-
-
-@dataclass(frozen=True)
-class LmsName:
-    """What an LMS bulk-download file or folder name says.
-
-    Attributes:
-        system: ``"canvas"``, ``"blackboard"`` or ``"moodle"``.
-        student: the student id derived from it (safe as a folder name).
-        user_id: the LMS's numeric id when the name has one, else ``""``.
-        late: the LMS marked it late (Canvas ``_LATE``).
-        submitted_at: the time in the name (Blackboard, read as UTC), ISO 8601, or ``None``.
-        original: the file name the student uploaded, without the LMS's copy suffix (``-1``,
-            `` (2)``), e.g. ``fcn_segmentation.ipynb``; ``""`` for a folder.
-        order: a number that grows with later uploads (Canvas file id), for ties.
-    """
-
-    system: str
-    student: str
-    user_id: str = ""
-    late: bool = False
-    submitted_at: str | None = None
-    original: str = ""
-    order: int = 0
-
-
-def slug(text: str) -> str:
-    """``text`` made usable as a student id: runs of other characters become ``_``."""
-    out = re.sub(r"[^A-Za-z0-9._@+-]+", "_", text).strip("._@+-")
-    return out[:128] or "x"
-
-
-def strip_copy_suffix(stem: str) -> str:
-    """``fcn_segmentation-2`` or ``fcn_segmentation (1)`` -> ``fcn_segmentation`` (LMS and browser
-    suffixes for a second file of the same name)."""
-    return _COPY_SUFFIX_RE.sub("", stem)
-
-
-def parse_lms_name(name: str, folder: bool = False) -> LmsName | None:
-    """Read a Canvas, Blackboard (file names) or Moodle (folder names) bulk-download name.
-
-    Examples: ``doecarol_LATE_222_333_fcn_segmentation-1.ipynb`` -> Canvas, student ``doecarol``,
-    user 222, late; ``HW3_jdoe_attempt_2026-12-01-23-59-59_fcn_segmentation.ipynb`` -> Blackboard,
-    student ``jdoe``, time 2026-12-01T23:59:59+00:00; folder ``Carol Doe_4411_assignsubmission_file_``
-    -> Moodle, student ``Carol_Doe``. Returns ``None`` for any other name.
-    """
-    if folder:
-        m = _MOODLE_RE.match(name)
-        return LmsName("moodle", slug(m["name"]), user_id=m["user"]) if m else None
-    p = PurePosixPath(name)
-    stem, suffix = p.stem, p.suffix
-    m = _CANVAS_RE.match(stem)
-    if m:
-        return LmsName("canvas", slug(m["name"]), user_id=m["user"], late=bool(m["late"]),
-                       original=strip_copy_suffix(m["file"]) + suffix, order=int(m["file_id"]))
-    m = _BLACKBOARD_RE.match(stem)
-    if m:
-        t = datetime.strptime(m["time"], "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
-        return LmsName("blackboard", slug(m["name"]), late=False,
-                       submitted_at=t.isoformat(timespec="seconds"),
-                       original=strip_copy_suffix(m["file"] or "") + (suffix if m["file"] else ""))
-    return None
-
+# ----------------------------------------------------------------------------- times, encodings
 
 def read_timestamp(folder: Path) -> str | None:
     """nbgrader's ``timestamp.txt`` in ``folder`` as ISO 8601 UTC, or ``None`` (absent or unreadable)."""

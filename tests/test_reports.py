@@ -12,6 +12,7 @@ import pytest
 
 from autograder import reports
 from autograder.results import InlineAnswer, SubmissionResult, TestResult
+from autograder.richtext import render_markdown
 
 EVIL = "<script>alert('x')</script> & <b>bold</b>"
 
@@ -186,6 +187,14 @@ def test_late_penalty_and_manifest_facts_reach_every_export(tmp_path):
     assert "penalised for lateness: 1 (alice)" in lines
 
 
+def test_problems_cell_is_never_a_spreadsheet_formula():
+    r = SubmissionResult("eve", "fcn_segmentation")
+    r.intake = {"warnings": []}
+    r.problems = ['=HYPERLINK("http://evil.example","x")']
+    (row,) = csv.DictReader(io.StringIO(reports.grades_csv([r])))
+    assert row["problems"] == "'" + r.problems[0]
+
+
 def test_old_results_without_intake_still_render():
     r = sample()
     d = asdict(r)
@@ -214,7 +223,7 @@ def test_inline_answers_grouped_rendered_read_only_and_safe():
     assert "href=" not in body.replace('href="#', "").replace('href="http://tracker', "")
     assert "style=" not in body
     assert "&lt;script&gt;alert(" in body and "onerror=alert(1)&gt;" in body
-    assert reports.render_markdown(r"$\left( x$") == '<p><code class="tex">\\left( x</code></p>\n'  # unreadable TeX
+    assert render_markdown(r"$\left( x$") == '<p><code class="tex">\\left( x</code></p>\n'  # unreadable TeX
     assert 'href="http://tracker.example/p.png"' in body  # an image becomes a link: nothing is fetched
     # read-only: no form boxes, and it says where grades are saved
     assert "<textarea" not in html and "<input" not in html

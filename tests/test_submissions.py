@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from autograder import submissions as S
+from autograder.lms import parse_lms_name
 from autograder.submissions import SubmissionError, find_submissions, safe_extract
 
 NB = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -217,17 +218,17 @@ def test_manifest_facts_reach_the_intake(tmp_path):
 # ----------------------------------------------------------------------------- LMS names
 
 def test_lms_names_are_parsed():
-    c = S.parse_lms_name("doecarol_LATE_222_333_fcn_segmentation-2.ipynb")
+    c = parse_lms_name("doecarol_LATE_222_333_fcn_segmentation-2.ipynb")
     assert (c.system, c.student, c.user_id, c.late, c.original) == (
         "canvas", "doecarol", "222", True, "fcn_segmentation.ipynb")
-    c = S.parse_lms_name("doecarol_222_333_carol_fcn_segmentation-2.zip")
+    c = parse_lms_name("doecarol_222_333_carol_fcn_segmentation-2.zip")
     assert (c.student, c.late, c.original) == ("doecarol", False, "carol_fcn_segmentation.zip")
-    b = S.parse_lms_name("HW 3_jdoe_attempt_2026-12-01-23-59-59_upsampling_and_iou.ipynb")
+    b = parse_lms_name("HW 3_jdoe_attempt_2026-12-01-23-59-59_upsampling_and_iou.ipynb")
     assert (b.system, b.student, b.submitted_at, b.original) == (
         "blackboard", "jdoe", "2026-12-01T23:59:59+00:00", "upsampling_and_iou.ipynb")
-    m = S.parse_lms_name("Carol Doe_4411_assignsubmission_file_", folder=True)
+    m = parse_lms_name("Carol Doe_4411_assignsubmission_file_", folder=True)
     assert (m.system, m.student, m.user_id) == ("moodle", "Carol_Doe", "4411")
-    assert S.parse_lms_name("fcn_segmentation.ipynb") is None and S.parse_lms_name("alice.zip") is None
+    assert parse_lms_name("fcn_segmentation.ipynb") is None and parse_lms_name("alice.zip") is None
 
 
 def test_canvas_bulk_download_is_grouped_by_student(tmp_path):
