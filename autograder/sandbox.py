@@ -152,6 +152,21 @@ def _bwrap_can_disable_userns() -> bool:
     return "--disable-userns" in r.stdout + r.stderr
 
 
+def _site_dirs() -> set[Path]:
+    """Installed-package folders on ``sys.path`` outside the prefixes (user site, a ``.pth``-added
+    ``site-packages``): torch may live there. Never the grader's repository or anything above it."""
+    repo = WORKER.resolve().parent.parent
+    out = set()
+    for entry in sys.path:
+        if not entry:
+            continue
+        p = Path(entry).resolve()
+        if (p.name in ("site-packages", "dist-packages") and p.is_dir() and p != repo
+                and repo not in p.parents and p not in repo.parents):
+            out.add(p)
+    return out
+
+
 def bwrap_command(scratch: Path, uid: int, device: str | None = None, *, userns: bool | None = None,
                   gpu_nodes: list[Path] | None = None,
                   driver_views: tuple[str, ...] = gpus.DRIVER_VIEWS) -> list[str]:
@@ -170,9 +185,10 @@ def bwrap_command(scratch: Path, uid: int, device: str | None = None, *, userns:
     """
     userns = os.geteuid() != 0 if userns is None else userns
     lib = _lib_dir()
-    ro = {Path(sys.base_prefix).resolve(), Path(sys.prefix), lib / "assignment_lib"}
+    ro = {Path(sys.base_prefix).resolve(), Path(sys.prefix), lib / "assignment_lib"} | _site_dirs()
     exe = Path(sys.executable)
     ro.add(exe.parent)
+    ro = {q for q in ro if not any(o in q.parents for o in ro)}  # a folder inside another is already there
     cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
            "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
     if userns:
