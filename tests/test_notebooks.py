@@ -1,6 +1,7 @@
 """The source notebooks: well-formed nbgrader metadata, outputs stripped, the contract's grade_ids,
 and (slow) each one runs end to end in smoke mode on the real data, after which nbgrader's
-validation logic finds every check cell passing."""
+validation logic finds every check cell passing, every cell that draws shows an image, and the
+run record and smoke banner are in the outputs."""
 
 from __future__ import annotations
 
@@ -69,6 +70,36 @@ def smoke_env(repo_root, full_data_root, vgg16_features_path, tmp_path_factory):
 
 _elapsed: dict[str, float] = {}
 
+#: Calls that draw a figure: viz's plots and pyplot figures (module attribute, or a name).
+_DRAWING_ATTRS = {("viz", "show_samples"), ("viz", "plot_history"), ("viz", "plot_iou_bars"),
+                  ("viz", "plot_confusion_matrix"), ("plt", "subplots"), ("plt", "figure")}
+_DRAWING_NAMES = {"show_stages"}
+
+
+def _draws(source: str) -> bool:
+    """True when the cell calls a drawing function at top level or in a loop, i.e. not only
+    inside a ``def`` (a helper definition draws nothing when it runs)."""
+    import ast
+
+    def calls(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            return
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and \
+                    (f.value.id, f.attr) in _DRAWING_ATTRS:
+                yield node
+            if isinstance(f, ast.Name) and f.id in _DRAWING_NAMES:
+                yield node
+        for child in ast.iter_child_nodes(node):
+            yield from calls(child)
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(True for _ in calls(tree))
+
 
 def _validate_executed(path: Path) -> dict:
     """nbgrader's ``validate`` logic on an already executed notebook (no second execution)."""
@@ -100,6 +131,18 @@ def test_source_notebook_runs_in_smoke_mode(repo_root, name, smoke_env, monkeypa
     for cell in checks:
         text = "".join(o.get("text", "") for o in cell.outputs)
         assert "\u2713" in text, f"{cell.metadata.nbgrader.grade_id} printed no passed check"
+    # every cell that draws shows its figure where it is drawn (a fresh kernel, Run All)
+    drawing = [c for c in nb.cells if c.cell_type == "code" and _draws(c.source)]
+    assert drawing, f"{name}: no drawing cell found"
+    for cell in drawing:
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), (
+            f"{name}: this cell draws but shows no image:\n{cell.source[:300]}")
+    # the run record submit reads, and the smoke banner
+    from assignment_lib.submit import read_run_record
+    record = read_run_record(out)
+    assert record is not None and record["smoke"] is True and record["budget"] == "smoke"
+    assert any("SMOKE MODE" in o.get("data", {}).get("text/html", "") for c in nb.cells
+               for o in c.get("outputs", [])), f"{name}: no smoke banner"
     if len(_elapsed) == len(NOTEBOOKS):
         total = sum(_elapsed.values())
         assert total < SMOKE_BUDGET_S, f"smoke runs took {total:.0f} s: {_elapsed}"

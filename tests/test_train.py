@@ -208,3 +208,37 @@ def test_augmentation_pads_small_images_with_ignore_index():
     assert img.shape == (3, 16, 16) and tgt.shape == (16, 16)
     assert int((tgt == 0).sum()) == 80 and int((tgt == IGNORE_INDEX).sum()) == 256 - 80
     assert int((img == 7).all(0).sum()) == 80  # photo pixels kept, padding is the mean colour
+
+
+def test_fit_advances_a_shared_progress_bar_and_leaves_it_open(few_images):
+    """A notebook cell that trains in stages passes one bar to every fit call."""
+    class Bar:
+        n, closed = 0, False
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    bar = Bar()
+    T.fit(TinyNet(), few_images, _cfg(steps=3), progress=bar)
+    T.fit(TinyNet(), few_images, _cfg(steps=2), progress=bar)
+    assert bar.n == 5 and not bar.closed
+
+
+def test_estimate_seconds_times_a_copy(few_images):
+    model = TinyNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    guess = T.estimate_seconds(model, few_images, _cfg(steps=50), eval_images=10,
+                               eval_data=few_images, device="cpu")
+    assert guess["steps"] == 50 and guess["per_step"] > 0 and guess["per_image"] > 0
+    assert guess["seconds"] == pytest.approx(50 * guess["per_step"] + 10 * guess["per_image"])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    with pytest.raises(ValueError, match="probe_steps"):
+        T.estimate_seconds(model, few_images, _cfg(), probe_steps=1)
+    with pytest.raises(ValueError, match="eval_data"):
+        T.estimate_seconds(model, few_images, _cfg(), eval_images=3)
