@@ -503,6 +503,16 @@ def check_soft_iou_loss(fn) -> None:
         f"1 - the mean of the per-class IoUs.{hint}")
     _ok(f"hand-computed 3-class case: {expected:.5f}")
 
+    # The same case with smooth=1 (the grader tries other smooth values too): class 0:
+    # (2/3 + 1) / (8/3 + 1) = 5/11; classes 1 and 2: (1/3 + 1) / (2 + 1) = 4/9.
+    expected = 1 - (5 / 11 + 4 / 9 + 4 / 9) / 3
+    loss = _loss_value(fn, zeros, hand_target, smooth=1.0).item()
+    assert abs(loss - expected) < 1e-4, (
+        f"with smooth=1.0 the same case gives {loss:.5f}, expected 1 - (5/11 + 4/9 + 4/9)/3 = "
+        f"{expected:.5f}: use the smooth argument (do not hard-code it) and add it to both the "
+        f"intersection and the union of each class.")
+    _ok("the smooth argument is added to intersection and union")
+
     perfect = 50.0 * torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float()
     loss = _loss_value(fn, perfect, target).item()
     assert loss < 1e-3, (
@@ -540,6 +550,19 @@ def check_soft_iou_loss(fn) -> None:
     assert loss < 1e-3, (
         f"a perfect prediction on every pixel that is not ignore_index gives {loss:.4f}, expected "
         f"about 0: ignored pixels must not add to the union either.")
+    negative = ignored.masked_fill(ignored == 255, -1)  # any value can be the ignore index
+    hint = ("compare the target with the ignore_index argument, not with 255, and replace ignored "
+            "targets by a valid class before one_hot.")
+    try:
+        other = _loss_value(fn, logits.detach(), negative, ignore_index=-1).item()
+    except AssertionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the student's function may raise anything
+        raise AssertionError(f"with ignore_index=-1 (the same pixels ignored) soft_iou_loss raised "
+                             f"{type(err).__name__}: {err}. {hint[0].upper()}{hint[1:]}") from None
+    assert abs(other - base) < 1e-5, (
+        f"with ignore_index=-1 (the same pixels ignored) the loss is {other:.5f}, with 255 it is "
+        f"{base:.5f}: {hint}")
     _ok("pixels labelled ignore_index do not change the loss")
 
     # Hand-computed binary case: 4 pixels with targets [1, 0, 0, 0], logits 0 (p = 1/2).

@@ -66,7 +66,7 @@ def test_fcn8s_reference_passes(fcn_cells, capsys):
 def test_padding_and_loss_reference_pass(up_cells, capsys):
     checks.check_transposed_conv_padding(up(up_cells, "transposed_conv_padding"))
     checks.check_soft_iou_loss(up(up_cells, "soft_iou_loss"))
-    assert capsys.readouterr().out.count("\u2713") == 9
+    assert capsys.readouterr().out.count("\u2713") == 10
 
 
 # ---------------------------------------------------------------- FCN mistakes
@@ -356,3 +356,18 @@ def test_check_and_hidden_tests_agree_on_the_padding_rule():
         checks.check_transposed_conv_padding(no_clamp)
     hidden_failures = [(k, s) for k, s in checks.PADDING_OTHER_STRIDES if no_clamp(k, s)[0] < 0]
     assert hidden_failures, "the hidden cases must include a kernel smaller than the stride"
+
+
+def test_loss_ignoring_smooth_is_caught(up_cells):
+    """The hidden tests try smooth=1.0 and 0.5: a hard-coded smoothing term must fail the check too."""
+    bad = up(up_cells, "soft_iou_loss", ("iou = (intersection + smooth) / (union + smooth)",
+                                         "iou = (intersection + 1e-6) / (union + 1e-6)"))
+    with pytest.raises(AssertionError, match=r"smooth=1.0 .*use the smooth argument"):
+        checks.check_soft_iou_loss(bad)
+
+
+def test_loss_with_a_hard_coded_ignore_value_is_caught(up_cells):
+    """The hidden tests use ignore_index=-1 as well as 255."""
+    bad = up(up_cells, "soft_iou_loss", ("else target != ignore_index", "else target != 255"))
+    with pytest.raises(AssertionError, match=r"ignore_index=-1"):
+        checks.check_soft_iou_loss(bad)
