@@ -16,6 +16,9 @@ Nobody is dropped silently:
 * a result whose grading failed before the sandbox ran (its isolation says ``not run``) keeps its
   score in the CSV and gets a line ``check by hand`` with the reason.
 
+Scores are after the late penalty (:func:`autograder.reports.final_score`, as ``grades.csv``'s
+``final``): apply lateness here or in Canvas's own late policy, not both.
+
 The problems file is ``<out stem>_problems.csv`` next to the Canvas CSV, with the columns
 ``problem, student, canvas_name, score, detail``.
 """
@@ -167,13 +170,13 @@ def canvas_gradebook(results: list[SubmissionResult], roster: list[RosterEntry],
             continue
         used.add(_norm(entry.key))
         export.matched += 1
-        w.writerow([*entry.cells(), reports.fmt(result.score)])
+        w.writerow([*entry.cells(), reports.fmt(reports.final_score(result))])
         if result.isolation.startswith("not run"):
-            export.problems.append(("check by hand", entry.key, entry.student, reports.fmt(result.score),
+            export.problems.append(("check by hand", entry.key, entry.student, reports.fmt(reports.final_score(result)),
                                     "; ".join(result.problems) or "grading failed before the sandbox"))
     for result in sorted(results, key=lambda r: r.student):
         if _norm(result.student) not in used:
-            export.problems.append(("not in the roster", result.student, "", reports.fmt(result.score),
+            export.problems.append(("not in the roster", result.student, "", reports.fmt(reports.final_score(result)),
                                     NOT_IN_ROSTER))
     export.csv_text = buf.getvalue()
     return export

@@ -99,3 +99,13 @@ def test_cli(graded, tmp_path, repo_root):
                            "--roster", str(tmp_path / "none.csv"), "--out", str(tmp_path / "d.csv")],
                           cwd=repo_root, capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "none.csv" in proc.stderr
+
+
+def test_canvas_cell_is_the_score_after_the_late_penalty(tmp_path):
+    late = result("alice", 5.0)  # 7.5 points earned
+    late.intake = {"late": {"late": True, "fraction": 0.2, "basis": "score"}}
+    reports.write_student_outputs(late, tmp_path / "graded" / "alice")
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    canvas.export_canvas(tmp_path / "graded", tmp_path / "roster.csv", tmp_path / "canvas.csv", "HW")
+    rows = {r[0]: r for r in csv.reader(io.StringIO((tmp_path / "canvas.csv").read_text()))}
+    assert rows["Doe, Alice"][-1] == "6"  # 7.5 - 20 % of 7.5, as grades.csv's `final`
