@@ -20,7 +20,7 @@ from nbgrader.utils import compute_checksum
 from autograder.results import InlineAnswer
 
 
-class SubmissionError(Exception):
+class NotebookError(Exception):
     """A submitted notebook cannot be graded as a whole (unreadable, not a notebook).
 
     The message is written for the student and names the file.
@@ -31,19 +31,19 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     """Read a ``.ipynb`` file as an nbformat v4 notebook.
 
     Raises:
-        SubmissionError: the file is missing, is not valid JSON, or is not a Jupyter notebook.
+        NotebookError: the file is missing, is not valid JSON, or is not a Jupyter notebook.
     """
     path = Path(path)
     if not path.is_file():
-        raise SubmissionError(f"{path.name}: the notebook is missing from the submission.")
+        raise NotebookError(f"{path.name}: the notebook is missing from the submission.")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise SubmissionError(f"{path.name}: cannot read the file as UTF-8 text ({err}).") from err
+        raise NotebookError(f"{path.name}: cannot read the file as UTF-8 text ({err}).") from err
     try:
         json.loads(text)
     except json.JSONDecodeError as err:
-        raise SubmissionError(
+        raise NotebookError(
             f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}). "
             "The file was probably damaged outside Jupyter; open the last saved version in "
             "Jupyter, save it again and resubmit."
@@ -51,12 +51,12 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as err:  # nbformat raises several types for non-notebook JSON
-        raise SubmissionError(
+        raise NotebookError(
             f"{path.name} is JSON but not a Jupyter notebook ({type(err).__name__}: {err}). "
             "Submit the .ipynb file saved by Jupyter."
         ) from err
     if not isinstance(nb.get("cells"), list):
-        raise SubmissionError(f"{path.name} is not a Jupyter notebook: it has no list of cells.")
+        raise NotebookError(f"{path.name} is not a Jupyter notebook: it has no list of cells.")
     return nb
 
 

@@ -74,6 +74,9 @@ class SubmissionResult:
         problems: submission-level messages (unreadable notebook, deleted cell, ...).
         wall_s: seconds spent grading this submission.
         device: where the GPU tests ran, or ``"cpu"``.
+        infrastructure_error: why the GRADER failed on this submission (never the student's
+            fault), or ``""``. Such a result is not a grade: every test is ``not_run`` and the next
+            run regrades it.
     """
 
     student: str
@@ -84,6 +87,7 @@ class SubmissionResult:
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     device: str = "cpu"
+    infrastructure_error: str = ""
 
     @property
     def score(self) -> float:
