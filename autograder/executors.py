@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from autograder.bundle import Bundle, unpack_cached
-from autograder.job import GradeJob, grade_job, infrastructure_result, rubric_tests
+from autograder.job import GradeJob, grade_job, infrastructure_result, rubric_tests, usable_cores
 from autograder.results import SubmissionResult
 
 EXECUTORS = ("local", "dask")
@@ -51,6 +51,7 @@ class LocalExecutor:
             self.gpus.put(g)
 
     def _one(self, job: GradeJob) -> SubmissionResult:
+        job = dataclasses.replace(job, cpu_threads=max(1, usable_cores() // self.jobs))
         if task_resource(job) != {"GPU": 1}:
             return grade_job(job)
         gpu = self.gpus.get()
@@ -70,9 +71,13 @@ def run_task(job: dict, bundle_digest: str, bundle_zip: bytes) -> str:
     """The Dask task: grade ``GradeJob.to_dict()`` with the bundle unpacked (once per worker) from
     ``bundle_zip``; returns ``SubmissionResult.to_json()``. A GPU task runs on ``cuda:0``: its
     worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``, set by ``python -m autograder worker``)."""
+    from distributed import get_worker
+
     j = GradeJob.from_dict(job)
     bundle = unpack_cached(bundle_zip, bundle_digest)
-    j = dataclasses.replace(j, bundle=bundle, device="cuda:0" if task_resource(j) == {"GPU": 1} else None)
+    slots = max(1, get_worker().state.nthreads)  # jobs this worker runs at once
+    j = dataclasses.replace(j, bundle=bundle, cpu_threads=max(1, usable_cores() // slots),
+                            device="cuda:0" if task_resource(j) == {"GPU": 1} else None)
     return grade_job(j).to_json()
 
 

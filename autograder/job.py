@@ -56,6 +56,8 @@ class GradeJob:
         device: ``"cuda:<i>"`` for a GPU-tier job, set by the executor that holds the GPU.
         runner: ``"module:function"`` replacing the hidden tests (the project's tests inject fakes
             with it); called as ``runner(job) -> SubmissionResult`` in the job's process.
+        cpu_threads: the CPU threads this job may use where ``settings.threads`` is 0 (auto), set by
+            the executor from the cores and the jobs running at once; ``None``: 1.
     """
 
     student: str
@@ -65,12 +67,14 @@ class GradeJob:
     error: str | None = None
     device: str | None = None
     runner: str | None = None
+    cpu_threads: int | None = None
 
     def to_dict(self) -> dict:
         """Plain data (bytes stay bytes) for another process; the inverse of :meth:`from_dict`."""
         return {"student": self.student, "notebooks": dict(self.notebooks),
                 "settings": self.settings.to_dict(), "bundle": dict(self.bundle.__dict__),
-                "error": self.error, "device": self.device, "runner": self.runner}
+                "error": self.error, "device": self.device, "runner": self.runner,
+                "cpu_threads": self.cpu_threads}
 
     @classmethod
     def from_dict(cls, d: dict) -> GradeJob:
@@ -239,6 +243,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def pytest_command(config_path: Path, bundle: Bundle) -> list[str]:
     """The hidden tests' command line (the crash boundary)."""
     return [sys.executable, "-m", "pytest", bundle.hidden_tests, "-q", "-p", "no:cacheprovider",
@@ -313,6 +325,7 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
     result = SubmissionResult(student=job.student, assignment=ASSIGNMENT, problems=problems,
                               inline_answers=answers, device=job.device or "cpu")
     config = {"settings": s.to_dict(), "bundle": job.bundle.__dict__, "cells": cells,
+              "threads": s.threads or job.cpu_threads or 1,
               "missing": missing, "slot": slot, "device": job.device,
               "scratch": str(work / "sandbox"), "cache_dir": str(Path(s.scratch_root) / "reference_cache"),
               "results": str(work / "outcomes.json")}

@@ -34,7 +34,8 @@ class GradingSettings:
         submission_budget: wall-clock seconds of sandboxed worker time per submission, over all its
             requests and restarts.
         memory_bytes: address-space limit of the sandboxed worker, bytes.
-        threads: CPU threads of the sandboxed worker.
+        threads: CPU threads of the sandboxed worker; 0 (default) = this machine's cores divided by
+            the jobs it runs at once (set by the executor), so ``--jobs 1`` uses every core.
         miou: mIoU tier, one of :data:`MIOU_TIERS`.
         data_root: CMP Facade folder for the mIoU tiers (``None``: ``$CMP_FACADE_ROOT``, then the
             usual places, as :func:`assignment_lib.data.find_data_root` looks).
@@ -50,7 +51,7 @@ class GradingSettings:
     request_timeout: float = 120.0
     submission_budget: float = 2400.0
     memory_bytes: int = 10 * 2**30
-    threads: int = 1
+    threads: int = 0
     miou: str = "none"
     data_root: str | None = None
     scratch_root: str = "/tmp/fcn_grading"
@@ -60,8 +61,8 @@ class GradingSettings:
     def __post_init__(self):
         if self.miou not in MIOU_TIERS:
             raise ValueError(f"--miou must be one of {MIOU_TIERS}, got {self.miou!r}")
-        if self.request_timeout <= 0 or self.submission_budget <= 0 or self.threads < 1:
-            raise ValueError("request_timeout, submission_budget and threads must be positive")
+        if self.request_timeout <= 0 or self.submission_budget <= 0 or self.threads < 0:
+            raise ValueError("request_timeout and submission_budget must be positive, threads >= 0")
         too_long = {k: v for k, v in self.request_timeouts().items() if v > self.submission_budget}
         if too_long:
             raise ValueError(

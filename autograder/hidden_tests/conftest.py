@@ -15,6 +15,7 @@ Student code runs only in the worker; every comparison happens here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -174,7 +175,7 @@ def submission(grading, request):
     cells = grading["cells"]
     sb = Sandbox(cells, Path(grading["scratch"]), slot=grading["slot"],
                  request_timeout=s.request_timeout, total_budget=s.submission_budget,
-                 memory_bytes=s.memory_bytes, threads=s.threads, device=grading.get("device"),
+                 memory_bytes=s.memory_bytes, threads=grading["threads"], device=grading.get("device"),
                  use_bwrap=s.use_bwrap, start_timeout=s.start_timeout)
     request.config._grading_isolation = sb.isolation
     request.config._grading_events = sb.events
@@ -208,6 +209,21 @@ def weight_spec(model: torch.nn.Module, seed: int = WEIGHT_SEED) -> dict:
             std = 0.01
         params.append([name, shape, std])
     return {"seed": seed, "params": params}
+
+
+@contextlib.contextmanager
+def skip_default_init():
+    """Build models whose every parameter is overwritten next without their random conv/linear
+    initialisation (``reset_parameters``): seconds saved per FCN. The trusted twin of the worker's
+    ``_construct(..., default_init=False)``."""
+    saved = {c: c.reset_parameters for c in (torch.nn.modules.conv._ConvNd, torch.nn.Linear)}
+    try:
+        for c in saved:
+            c.reset_parameters = lambda self: None
+        yield
+    finally:
+        for c, f in saved.items():
+            c.reset_parameters = f
 
 
 def make_weights(spec) -> dict:
