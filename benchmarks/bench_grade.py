@@ -7,8 +7,9 @@ Builds the release, makes the demo's reference submission, copies it ``--copies`
 student folder each) and grades them with the real runner (sandbox included, mIoU tier off),
 with the local executor at ``--jobs 1`` and ``--jobs 2`` and with ``--executor dask`` (a
 LocalCluster of 2 workers), each with ``--force`` into a fresh output folder. Prints the wall-clock
-seconds, seconds per submission and each run's time as a ratio to local ``--jobs 1``. (The
-``nbgrader autograde`` smoke comparison is not part of this script yet.) Every copy must score full marks,
+seconds, seconds per submission and each run's time as a ratio to local ``--jobs 1``, and the same
+for ``nbgrader autograde`` in smoke mode (``ASSIGNMENT_SMOKE=1``, the plain-nbgrader route) on the
+same copies (``--no-nbgrader`` skips it). Every copy must score full marks,
 otherwise the figures would be measuring failures.
 """
 
@@ -30,10 +31,35 @@ from autograder.settings import GradingSettings
 from autograder.submissions import find_submissions
 
 
+def nbgrader_autograde(course: Path, copies: Path, n: int) -> float:
+    """Seconds for ``nbgrader autograde`` (smoke mode) of the copies in ``course``."""
+    import subprocess
+
+    from autograder.release import ASSIGNMENT
+
+    for d in sorted(copies.iterdir()):
+        dest = course / "submitted" / d.name / ASSIGNMENT
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        for nb in d.glob("*.ipynb"):
+            shutil.copy2(nb, dest / nb.name)
+    env = dict(os.environ, ASSIGNMENT_SMOKE="1", CMP_FACADE_ROOT=str(demo.demo_data_root()))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+                          cwd=course, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - t0
+    status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+    print(f"nbgrader autograde (smoke): {took:.1f} s wall for {n} submissions = {took / n:.1f} s per "
+          f"submission ({status})")
+    return took
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--no-nbgrader", action="store_true", help="skip the nbgrader autograde run")
     args = p.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
     paths = release.release(out / "release")
@@ -62,6 +88,8 @@ def main(argv=None) -> int:
         print(f"{name}: {times[name]:.1f} s wall for {len(subs)} submissions = "
               f"{times[name] / len(subs):.1f} s per submission (job's own time per submission: "
               f"{min(per):.1f}-{max(per):.1f} s)")
+    if not args.no_nbgrader:
+        times["nbgrader autograde (smoke)"] = nbgrader_autograde(paths.course, copies, len(subs))
     base = times["local --jobs 1"]
     for name, t in times.items():
         print(f"ratio to local --jobs 1: {name}: {t / base:.2f}")

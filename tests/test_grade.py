@@ -336,3 +336,16 @@ def test_submission_hash_changes_with_content(tmp_path):
     write_notebook(p, "y")
     assert s.sha256() != h
     assert reports.RESULTS_JSON == "results.json"
+
+
+def test_fingerprint_changes_with_what_decides_a_grade_only():
+    from autograder.fingerprint import fingerprint
+
+    base = fingerprint("sub", "bundle", GradingSettings())
+    assert fingerprint("sub", "bundle", GradingSettings(scratch_root="/elsewhere", keep_scratch=True)) == base
+    for other in (fingerprint("sub2", "bundle", GradingSettings()),
+                  fingerprint("sub", "bundle2", GradingSettings()),
+                  fingerprint("sub", "bundle", GradingSettings(request_timeout=60)),
+                  fingerprint("sub", "bundle", GradingSettings(miou="cpu")),
+                  fingerprint("sub", "bundle", GradingSettings(), runner="x:y")):
+        assert other != base
