@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from assignment_lib.layers import bilinear_kernel
-from autograder.hidden_tests.conftest import (
+
+from .conftest import (
     FCN_SIZES,
     disk_cached,
     fcn_inputs,
