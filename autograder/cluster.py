@@ -19,14 +19,17 @@ import sys
 
 
 def self_check(gpu: int | None, log=print) -> bool:
-    """True when this machine can grade: ``autograder.doctor.run_doctor`` where it exists, else a
-    sandbox that starts and answers a ping."""
+    """True when this machine can grade: ``autograder.doctor.run_doctor`` where it exists (a GPU
+    worker also needs the data and the VGG-16 weights of the mIoU tier), else a sandbox that starts
+    and answers a ping (and a visible GPU)."""
     try:
         from autograder.doctor import run_doctor
     except ImportError:
         run_doctor = None
     if run_doctor is not None:
-        return bool(run_doctor([gpu] if gpu is not None else None, log=log))
+        gpu_worker = gpu is not None
+        return bool(run_doctor([gpu] if gpu_worker else None, need_data=gpu_worker,
+                               need_weights=gpu_worker, log=log))
     import tempfile
     from pathlib import Path
 
@@ -44,12 +47,12 @@ def self_check(gpu: int | None, log=print) -> bool:
     if gpu is not None:
         import torch
 
-        if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
+        if not torch.cuda.is_available() or torch.cuda.device_count() <= gpu:
             log(f"FAILED: GPU {gpu} is not visible to torch (CUDA_VISIBLE_DEVICES="
                 f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
             ok = False
         else:
-            log(f"ok: GPU {gpu} visible as cuda:0 ({torch.cuda.get_device_name(0)})")
+            log(f"ok: GPU {gpu} visible ({torch.cuda.get_device_name(gpu)})")
     return ok
 
 
@@ -73,8 +76,6 @@ def worker_command(scheduler: str, gpu: int | None = None, cpu_slots: int = 1,
 def run_worker(scheduler: str, gpu: int | None = None, cpu_slots: int = 1,
                check_only: bool = False, log=print) -> int:
     """Self-check, then run the Dask worker until it stops; returns an exit code (3: check failed)."""
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # the check sees what the jobs will see
     if not self_check(gpu, log=log):
         log("error: this worker's self-check failed; not starting (fix the above and retry)")
         return 3
