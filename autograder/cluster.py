@@ -64,7 +64,11 @@ def worker_command(scheduler: str, gpu: int | None = None, cpu_slots: int = 1,
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         threads, resources = 1, "GPU=1"
     else:
+        from autograder.executors import JOB_THREADS_ENV
+        from autograder.job import usable_cores
+
         env["CUDA_VISIBLE_DEVICES"] = ""
+        env[JOB_THREADS_ENV] = str(max(1, usable_cores() // cpu_slots))
         threads, resources = cpu_slots, f"CPU={cpu_slots}"
     argv = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads",
             str(threads), "--nworkers", "1", "--resources", resources, "--no-dashboard"]

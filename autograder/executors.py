@@ -19,6 +19,7 @@ stores each result as it arrives.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -28,6 +29,8 @@ from autograder.job import GradeJob, grade_job, infrastructure_result, rubric_te
 from autograder.results import SubmissionResult
 
 EXECUTORS = ("local", "dask")
+#: Environment variable of a Dask worker: CPU threads per grading job (set by ``autograder worker``).
+JOB_THREADS_ENV = "FCN_GRADER_JOB_THREADS"
 
 
 def task_resource(job: GradeJob) -> dict[str, int]:
@@ -75,8 +78,11 @@ def run_task(job: dict, bundle_digest: str, bundle_zip: bytes) -> str:
 
     j = GradeJob.from_dict(job)
     bundle = unpack_cached(bundle_zip, bundle_digest)
-    slots = max(1, get_worker().state.nthreads)  # jobs this worker runs at once
-    j = dataclasses.replace(j, bundle=bundle, cpu_threads=max(1, usable_cores() // slots),
+    if j.cpu_threads is None:  # the cores this worker process may use, shared by its slots
+        env = os.environ.get(JOB_THREADS_ENV)
+        j = dataclasses.replace(j, cpu_threads=int(env) if env else
+                                max(1, usable_cores() // max(1, get_worker().state.nthreads)))
+    j = dataclasses.replace(j, bundle=bundle,
                             device="cuda:0" if task_resource(j) == {"GPU": 1} else None)
     return grade_job(j).to_json()
 
@@ -118,6 +124,9 @@ class DaskExecutor:
             zipped = self.bundle.pack()
             digest = self.bundle.digest()
             futures = {}
+            if cluster is not None:  # all workers share this machine's cores
+                jobs = [dataclasses.replace(j, cpu_threads=max(1, usable_cores() // self.jobs))
+                        for j in jobs]
             for j in jobs:
                 f = client.submit(run_task, j.to_dict(), digest, zipped, pure=False,
                                   key=f"grade-{j.student}-{id(j)}", resources=task_resource(j),

@@ -14,7 +14,6 @@ import json
 from autograder import __version__
 from autograder.settings import GradingSettings
 
-
 #: Settings that decide where scratch files go, not what a submission scores.
 NOT_GRADING = ("scratch_root", "keep_scratch")
 
