@@ -10,6 +10,8 @@
     analytics         class analytics page from graded results (autograder.analytics)
     gradescope        write Gradescope's autograder.zip (autograder.gradescope)
     doctor            check isolation, limits, GPUs, data and weights here (autograder.doctor)
+    worker            start a Dask grading worker on this machine (autograder.cluster)
+    cluster           start Dask grading workers through a batch system (autograder.cluster)
 
 Heavy modules (torch, nbgrader, the runner) are imported only by the command that needs them,
 so ``--help`` is instant.
@@ -40,22 +42,32 @@ def _positive_int(text: str) -> int:
 
 def add_grade_arguments(p: argparse.ArgumentParser) -> None:
     """The ``grade`` flags (shared with the demo's)."""
-    p.add_argument("--jobs", type=_positive_int, default=1, help="submissions graded at once (processes)")
+    from autograder.settings import GradingSettings  # light: no torch
+
+    d = GradingSettings()
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="submissions graded at once (threads, or LocalCluster workers)")
     p.add_argument("--gpus", type=_gpus, default=[], help="CUDA device ids for GPU tests, e.g. 0,1")
     p.add_argument("--force", action="store_true", help="regrade students whose results are up to date")
-    p.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none",
+    p.add_argument("--miou", choices=("none", "cpu", "gpu"), default=d.miou,
                    help="trained-model mIoU test: none (default), cpu (short CPU training) or gpu")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="seconds per request to the sandboxed code (default: the runner's, 120)")
-    p.add_argument("--data-root", default=None, metavar="DIR",
+    p.add_argument("--timeout", type=float, default=d.request_timeout, metavar="S",
+                   help=f"seconds per request to the sandboxed code (default {d.request_timeout:g})")
+    p.add_argument("--data-root", default=d.data_root, metavar="DIR",
                    help="CMP Facade data for the mIoU tests (default: $CMP_FACADE_ROOT, then the usual places)")
-    p.add_argument("--submission-timeout", type=float, default=1800.0, metavar="S",
-                   help="seconds for a whole submission before it is stopped (default 1800)")
+    p.add_argument("--submission-timeout", type=float, default=d.submission_budget, metavar="S",
+                   help=f"seconds of sandbox time per submission (default {d.submission_budget:g})")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local threads (default) or Dask (with --scheduler, or a LocalCluster here)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="Dask scheduler address, e.g. tcp://head:8786 (with --executor dask)")
+    p.add_argument("--grader", default=None, metavar="DIR",
+                   help="a grader bundle folder (hidden_tests/, rubric.toml, notebooks/, thresholds.json) "
+                        "instead of this repository's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-pdf", action="store_true", help="do not print inline_answers.html to PDF")
     add_intake_arguments(p)
     p.add_argument("--runner", default=None, help=argparse.SUPPRESS)  # tests inject a fake runner
-    p.add_argument("--runner-config", default=None, help=argparse.SUPPRESS)
 
 
 def _fraction(text: str) -> float:
@@ -109,36 +121,27 @@ def assess_lateness(subs, policy) -> None:
 
 
 def grade_options(args: argparse.Namespace, out):
-    from autograder.grade import DEFAULT_RUNNER, GradeOptions
+    from autograder.bundle import Bundle
+    from autograder.grade import GradeOptions
+    from autograder.settings import GradingSettings
 
-    return GradeOptions(out=out, jobs=args.jobs, gpus=args.gpus, force=args.force, miou=args.miou,
-                        timeout=args.timeout, data_root=args.data_root, submission_timeout=args.submission_timeout,
-                        runner=args.runner or DEFAULT_RUNNER, config_factory=args.runner_config,
-                        progress=not args.no_progress, pdf=not args.no_pdf)
-
-
-def print_summary(summary, log=print) -> None:
-    """The score table, then where every output is."""
-    from autograder import reports
-
-    log("")
-    log(reports.score_table(summary.results))
-    log("")
-    log(f"graded now: {len(summary.graded)}, failed (zero result with a reason): {len(summary.failed)}, "
-        f"skipped (up to date): {len(summary.skipped)}")
-    for line in reports.intake_summary(summary.results):
-        log(line)
-    for key, value in summary.outputs.items():
-        log(f"{key:>18}: {value}")
-    if summary.results:
-        log(f"{'per student':>18}: <out>/<student>/results.json, feedback.html")
+    data_root = str(args.data_root) if args.data_root else None
+    settings = GradingSettings(request_timeout=args.timeout, submission_budget=args.submission_timeout,
+                               miou=args.miou, data_root=data_root)
+    return GradeOptions(out=out, settings=settings, jobs=args.jobs, gpus=args.gpus, force=args.force,
+                        executor=args.executor, scheduler=args.scheduler,
+                        bundle=Bundle.from_dir(args.grader) if args.grader else None,
+                        runner=args.runner, progress=not args.no_progress, pdf=not args.no_pdf)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    """Exit 0 when every submission has a grade, 1 after infrastructure errors (rerun to retry),
+    2 when the run was refused (bad flags, no submissions, an mIoU tier that cannot run as
+    calibrated)."""
     from pathlib import Path
 
     from autograder import reports
-    from autograder.grade import grade_all
+    from autograder.grade import GradingRefused, grade_all, print_summary
     from autograder.submissions import SubmissionError, duplicates_report, find_submissions
 
     out = Path(args.out)
@@ -146,22 +149,26 @@ def cmd_grade(args: argparse.Namespace) -> int:
         options = grade_options(args, out)
         policy = late_policy(args)
         subs = find_submissions(args.submissions, out / ".work", keep=args.keep)
-    except (SubmissionError, ValueError) as e:
+    except (SubmissionError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     assess_lateness(subs, policy)
     print(f"grading {len(subs)} submission(s) from {', '.join(map(str, args.submissions))} "
-          f"into {out} with {args.jobs} job(s); late policy: {policy.describe()}")
+          f"into {out} with {args.jobs} job(s), executor {args.executor}; late policy: {policy.describe()}")
     for line in duplicates_report(subs):
         print(f"resubmitted: {line}")
-    summary = grade_all(subs, options)
+    try:
+        summary = grade_all(subs, options)
+    except GradingRefused as e:
+        print(f"error: nothing graded: {e}", file=sys.stderr)
+        return 2
     # every student's feedback (earlier runs' too) for this release state and the current time
     reports.rewrite_feedback(out, published=args.published)
     print_summary(summary)
     print(f"{'feedback':>18}: <student>/feedback.html is the student version "
           f"({'published' if args.published else 'before publication: non-visible tests withheld'}); "
           "feedback_instructor.html shows everything")
-    return 0
+    return 1 if summary.infrastructure else 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -175,6 +182,18 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     state = "published" if args.published else "before publication"
     print(f"re-rendered the feedback of {n} student(s) in {args.results} ({state})")
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from autograder.cluster import run_worker
+
+    return run_worker(args.scheduler, gpu=args.gpu, cpu_slots=args.cpu_slots, check_only=args.check_only)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from autograder.cluster import cmd_slurm
+
+    return cmd_slurm(args)
 
 
 def cmd_export_gradebook(args: argparse.Namespace) -> int:
@@ -287,6 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--need-data", action="store_true", help="fail when the CMP Facade data is not found")
     dr.add_argument("--need-weights", action="store_true", help="fail when the VGG-16 weights are not found")
     dr.set_defaults(func=cmd_doctor)
+
+    w = sub.add_parser("worker", help="start a Dask grading worker here (after a self-check)")
+    w.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="e.g. tcp://head:8786 (needed unless --check-only)")
+    res = w.add_mutually_exclusive_group()
+    res.add_argument("--gpu", type=int, default=None, metavar="I",
+                     help="serve GPU-tier jobs on CUDA device I (resource GPU=1)")
+    res.add_argument("--cpu-slots", type=_positive_int, default=1, metavar="K",
+                     help="serve K CPU jobs at once (resource CPU=K; default 1)")
+    w.add_argument("--check-only", action="store_true", help="run the self-check and exit")
+    w.set_defaults(func=cmd_worker)
+
+    cl = sub.add_parser("cluster", help="start grading workers through a batch system (dask-jobqueue)")
+    csub = cl.add_subparsers(dest="system", required=True)
+    sl = csub.add_parser("slurm", help="SLURM: submit worker jobs, or print their job script")
+    from autograder.cluster import add_slurm_arguments
+
+    add_slurm_arguments(sl)
+    cl.set_defaults(func=cmd_cluster)
     return parser
 
 

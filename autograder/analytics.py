@@ -110,7 +110,8 @@ class FailureMessage:
 
 @dataclass
 class Incident:
-    """A grading incident: ``kind`` is ``grading failed``, ``timeout`` or ``grader/sandbox``."""
+    """A grading incident: ``kind`` is ``infrastructure error``, ``grading failed``, ``timeout`` or
+    ``grader/sandbox``."""
 
     student: str
     kind: str
@@ -195,13 +196,19 @@ def _rubric_messages() -> dict[str, str]:
 
 
 def grading_failed(result: SubmissionResult) -> bool:
-    """True when grading stopped before the sandbox ran (``grade.failure_result``)."""
+    """True when grading stopped before the sandbox ran (``job.failure_result``,
+    ``job.infrastructure_result``)."""
     return result.isolation.startswith("not run")
 
 
 def class_statistics(results: list[SubmissionResult]) -> ClassStatistics:
-    """Compute every figure of the page from ``results`` (one per student; may be empty)."""
-    results = sorted(results, key=lambda r: r.student)
+    """Compute every figure of the page from ``results`` (one per student; may be empty).
+
+    A result that is an infrastructure error (the grader failed; the next run regrades it) is
+    not a grade: it appears only among the incidents, never in the scores or pass rates.
+    """
+    everyone = sorted(results, key=lambda r: r.student)
+    results = [r for r in everyone if not r.infrastructure_error]
     part_names = reports.part_names(results)
     parts = [PartStats("total", max((r.max_score for r in results), default=0.0),
                        [r.score for r in results])]
@@ -255,8 +262,11 @@ def class_statistics(results: list[SubmissionResult]) -> ClassStatistics:
                 "max": walls[-1], "total": sum(walls)}
 
     incidents, isolation = [], {}
-    for r in results:
+    for r in everyone:
         isolation[r.isolation or "unknown"] = isolation.get(r.isolation or "unknown", 0) + 1
+        if r.infrastructure_error:
+            incidents.append(Incident(r.student, "infrastructure error", r.infrastructure_error))
+            continue
         if grading_failed(r):
             incidents.append(Incident(r.student, "grading failed", "; ".join(r.problems) or r.isolation))
             continue
@@ -266,7 +276,7 @@ def class_statistics(results: list[SubmissionResult]) -> ClassStatistics:
                 incidents.append(Incident(r.student, "timeout", p))
             elif any(w in low for w in INFRA_WORDS):
                 incidents.append(Incident(r.student, "grader/sandbox", p))
-    return ClassStatistics(n=len(results), assignment=results[0].assignment if results else "",
+    return ClassStatistics(n=len(results), assignment=everyone[0].assignment if everyone else "",
                            parts=parts, tests=tests, failures=failures, wall_s=wall,
                            incidents=incidents, isolation=isolation, not_run=not_run)
 

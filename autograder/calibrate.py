@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autograder.recipes import RECIPES, TIERS, Recipe, load_data, recipes, run_recipe
+from autograder.recipes import RECIPES, TIERS, Recipe, data_checksum, load_data, recipes, run_recipe
 
 DEFAULT_OUT = Path(__file__).with_name("thresholds.json")
 SHARED_VGG16 = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16_imagenet1k_v1_features.pth"
@@ -171,6 +171,7 @@ def calibrate_recipe(recipe: Recipe, seeds, *, wrong_seeds=None, root=None, devi
     loss_fn = ref.soft_iou_loss if recipe.config.loss == "soft_iou" else None
     t0 = time.perf_counter()
     data = load_data(recipe.data, root)
+    data_sha256 = data_checksum(recipe.data, root)
     baseline = constant_baseline(*data, recipe.config.n_classes)
     runs = []
     for s in seeds:
@@ -194,7 +195,7 @@ def calibrate_recipe(recipe: Recipe, seeds, *, wrong_seeds=None, root=None, devi
         **stats, "seeds": list(seeds), "constant_predictor_mean_iou": baseline,
         "reference": [{k_: r[k_] for k_ in ("seed", "mean_iou", "pixel_accuracy", "train_s", "eval_s")}
                       for r in runs],
-        "known_wrong": wrong, "recipe": recipe.to_dict(), **_env(device),
+        "known_wrong": wrong, "recipe": recipe.to_dict(), "data_sha256": data_sha256, **_env(device),
         "wall_s": round(time.perf_counter() - t0, 1),
         "mean_train_plus_eval_s": round(float(np.mean([r["train_s"] + r["eval_s"] for r in runs])), 1),
     }

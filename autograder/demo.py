@@ -103,8 +103,8 @@ def run_demo(out: str | Path = "grading_out/demo", jobs: int = 2, miou: str = "n
              progress: bool = True, log=print) -> int:
     """Release, make the three submissions, grade them, print the scores; returns 0 (an exit code)."""
     from autograder import release as release_mod
-    from autograder.__main__ import print_summary
-    from autograder.grade import GradeOptions, grade_all
+    from autograder.grade import GradeOptions, grade_all, print_summary
+    from autograder.settings import GradingSettings
     from autograder.submissions import find_submissions
 
     t0 = time.perf_counter()
@@ -115,8 +115,9 @@ def run_demo(out: str | Path = "grading_out/demo", jobs: int = 2, miou: str = "n
     data_root = demo_data_root()
     log(f"demo: {len(zips)} submissions in {out / 'submissions'}; grading with --jobs {jobs} on {data_root}")
     subs = find_submissions(zips, out / "graded" / ".work")
-    options = GradeOptions(out=out / "graded", jobs=jobs, miou=miou, timeout=timeout, data_root=data_root,
-                           force=True, progress=progress)
+    settings = GradingSettings(miou=miou, data_root=str(data_root),
+                               **({} if timeout is None else {"request_timeout": timeout}))
+    options = GradeOptions(out=out / "graded", settings=settings, jobs=jobs, force=True, progress=progress)
     summary = grade_all(subs, options, log=log)
     print_summary(summary, log=log)
     log(f"{'release':>18}: {paths.course} (nbgrader course), {paths.zip} (student zip)")

@@ -131,20 +131,21 @@ def run(root: Path, source: Path = SOURCE) -> Path:
 
     Raises whatever stops the grader itself (see the module docstring): no result is written then.
     """
-    from autograder.grade import GradeOptions, grade_all  # heavy: multiprocessing, tqdm, the runner
+    from autograder.grade import GradeOptions, grade_all  # heavy: tqdm, the executors
+    from autograder.settings import GradingSettings
 
     settings = GradescopeSettings.from_dict(json.loads((source / SETTINGS_FILE).read_text(encoding="utf-8")))
     student = student_id(root)
     work = root / "grading"
     shutil.rmtree(work, ignore_errors=True)
     sub = find_upload(root / "submission", student, work / "upload")
-    kw = {}
+    kw = {"miou": settings.miou}  # the package's own limits where it sets them, else grade's defaults
     if settings.request_timeout is not None:
-        kw["timeout"] = settings.request_timeout
+        kw["request_timeout"] = settings.request_timeout
     if settings.submission_timeout is not None:
-        kw["submission_timeout"] = settings.submission_timeout
-    options = GradeOptions(out=work / "graded", jobs=1, miou=settings.miou, force=True, progress=False,
-                           pdf=False, **kw)
+        kw["submission_budget"] = settings.submission_timeout
+    options = GradeOptions(out=work / "graded", settings=GradingSettings(**kw), jobs=1, force=True,
+                           progress=False, pdf=False)
     print(f"gradescope: grading {student}'s upload with {json.dumps(settings.to_dict())}", flush=True)
     grade_all([sub], options)
     result_path = options.out / sub.student / reports.RESULTS_JSON

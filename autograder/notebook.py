@@ -21,7 +21,7 @@ from autograder.results import InlineAnswer
 from autograder.submissions import decode_notebook_bytes
 
 
-class SubmissionError(Exception):
+class NotebookError(Exception):
     """A submitted notebook cannot be graded as a whole (unreadable, not a notebook).
 
     The message is written for the student and names the file.
@@ -35,23 +35,23 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     (:func:`autograder.submissions.decode_notebook_bytes`).
 
     Raises:
-        SubmissionError: the file is missing or unreadable, is not valid JSON, or is not a
+        NotebookError: the file is missing or unreadable, is not valid JSON, or is not a
             Jupyter notebook.
     """
     path = Path(path)
     if not path.is_file():
-        raise SubmissionError(f"{path.name}: the notebook is missing from the submission.")
+        raise NotebookError(f"{path.name}: the notebook is missing from the submission.")
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise SubmissionError(f"{path.name}: cannot read the file ({err}).") from err
+        raise NotebookError(f"{path.name}: cannot read the file ({err}).") from err
     # A notebook re-saved as latin-1/cp1252 by another editor is read with a fallback; the intake
     # (autograder.submissions) rewrites such files as UTF-8 and warns in the feedback.
     text, _ = decode_notebook_bytes(data)
     try:
         json.loads(text)
     except json.JSONDecodeError as err:
-        raise SubmissionError(
+        raise NotebookError(
             f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}). "
             "The file was probably damaged outside Jupyter; open the last saved version in "
             "Jupyter, save it again and resubmit."
@@ -59,12 +59,12 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as err:  # nbformat raises several types for non-notebook JSON
-        raise SubmissionError(
+        raise NotebookError(
             f"{path.name} is JSON but not a Jupyter notebook ({type(err).__name__}: {err}). "
             "Submit the .ipynb file saved by Jupyter."
         ) from err
     if not isinstance(nb.get("cells"), list):
-        raise SubmissionError(f"{path.name} is not a Jupyter notebook: it has no list of cells.")
+        raise NotebookError(f"{path.name} is not a Jupyter notebook: it has no list of cells.")
     return nb
 
 

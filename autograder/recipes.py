@@ -1,10 +1,13 @@
 """The grading recipes: exactly how the autograder trains a submission's model before it checks mIoU.
 
 A recipe is plain data (:meth:`Recipe.to_dict`), so the trusted grader can send it to the sandboxed
-worker, which builds the student's class, initialises it (:func:`build_model`), trains it with
-:func:`assignment_lib.train.fit` and evaluates it (:func:`run_recipe`). ``autograder.calibrate``
-trains the reference solution under the SAME recipe over several seeds to set each threshold
-(``autograder/thresholds.json``, keyed by recipe name).
+worker. Calibration (:func:`run_recipe`) and grading (the hidden test ``test_fcn8s_miou_*``) run the
+SAME code on the same recipe: :func:`load_data` here, then
+:func:`assignment_lib.recipe.train_and_predict` (in the sandbox when grading), then
+:func:`score_predictions` here. ``autograder.calibrate`` trains the reference under the recipe over
+several seeds to set each threshold (``autograder/thresholds.json``, keyed by recipe name) and
+records :func:`data_checksum` of the data it used; :func:`check_tier_ready` refuses to grade a tier
+whose weights are missing or whose data differs from the calibration's.
 
 Two tiers:
 
@@ -21,14 +24,25 @@ Two tiers:
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from assignment_lib.data import CLASS_NAMES, IGNORE_INDEX, N_CLASSES, load_split
-from assignment_lib.train import TrainConfig, evaluate, fit, seed_everything
+from assignment_lib.data import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    N_CLASSES,
+    find_data_root,
+    load_split,
+    split_ids,
+)
+from assignment_lib.recipe import train_and_predict
+from assignment_lib.train import TrainConfig
 
 TIERS = ("cpu", "gpu")
 MODELS = ("fcn32s", "fcn8s")
@@ -72,6 +86,7 @@ class Recipe:
     test: str | None
     description: str = ""
     seeds: tuple[int, ...] = field(default=(0, 1, 2))
+    timeout_s: float = 600.0
 
     def __post_init__(self):
         if self.tier not in TIERS or self.model not in MODELS or self.init not in INITS:
@@ -85,7 +100,7 @@ class Recipe:
         return {
             "name": self.name, "tier": self.tier, "model": self.model, "init": self.init,
             "config": self.config.to_dict(), "data": dict(self.data.__dict__), "test": self.test,
-            "description": self.description, "seeds": list(self.seeds),
+            "description": self.description, "seeds": list(self.seeds), "timeout_s": self.timeout_s,
         }
 
     @classmethod
@@ -117,17 +132,18 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("gpu_fcn32s", "gpu", "fcn32s", "imagenet", TrainConfig(**_GPU_CONFIG), _GPU_DATA,
            test=None,
            description="FCN-32s from ImageNet VGG-16, all layers trained, 1500 steps of 16 crops of "
-                       "320 px (max_side 512), bf16; mIoU on the test split."),
+                       "320 px (max_side 512), bf16; mIoU on the test split.", timeout_s=1800.0),
     Recipe("gpu_fcn8s", "gpu", "fcn8s", "imagenet", TrainConfig(**_GPU_CONFIG), _GPU_DATA,
            test="test_fcn8s_miou_gpu",
-           description="FCN-8s, same as gpu_fcn32s."),
+           description="FCN-8s, same as gpu_fcn32s.", timeout_s=1800.0),
     Recipe("gpu_iou_window", "gpu", "fcn8s", "imagenet",
            TrainConfig(**{**_GPU_CONFIG, "steps": 500, "loss": "soft_iou", "n_classes": 2,
                           "eval_every": 250}),
            DataSpec(max_side=512, binary_class="window"),
            test=None,
            description="FCN-8s(n_classes=2) from ImageNet VGG-16, window vs rest, trained with the "
-                       "submission's soft_iou_loss; IoU of the test split (mean over the 2 classes)."),
+                       "submission's soft_iou_loss; IoU of the test split (mean over the 2 classes).",
+           timeout_s=1800.0),
 )}
 
 
@@ -161,25 +177,43 @@ def load_data(spec: DataSpec, root=None):
     return train, test
 
 
-def build_model(model_cls, recipe: Recipe, seed: int, vgg16_state_dict=None) -> torch.nn.Module:
-    """Seed, instantiate ``model_cls(n_classes=...)`` and initialise it as the recipe says.
+def score_predictions(predictions, data, n_classes: int) -> dict:
+    """Score class maps against the labels of ``data`` (pixels counted over the whole set).
 
-    ``init="imagenet"`` copies VGG-16 weights with :func:`assignment_lib.weights.copy_vgg16_weights`
-    (fc6/fc7 as documented there); ``"random"`` keeps PyTorch's default initialisation.
+    Args:
+        predictions: one int (H, W) class map per item of ``data`` (arrays or tensors).
+        data: list of ``(image, target int64 (H, W))``; ``IGNORE_INDEX`` pixels are not counted.
+
+    Returns:
+        ``mean_iou``, ``pixel_accuracy``, ``iou_per_class`` (plain floats).
+
+    Raises:
+        ValueError: a wrong number of predictions, or one whose size differs from its label (the
+            message says what an FCN must return).
     """
-    seed_everything(seed)
-    model = model_cls(n_classes=recipe.config.n_classes)
-    if recipe.init == "imagenet":
-        from assignment_lib.weights import copy_vgg16_weights
+    from assignment_lib.metrics import SegmentationMetrics
 
-        copy_vgg16_weights(model, vgg16_state_dict)
-    return model
+    if len(predictions) != len(data):
+        raise ValueError(f"{len(predictions)} predictions for {len(data)} test images")
+    metrics = SegmentationMetrics(n_classes, ignore_index=IGNORE_INDEX)
+    for p, (_, t) in zip(predictions, data):
+        p, t = torch.as_tensor(p), torch.as_tensor(np.asarray(t))
+        if p.shape != t.shape:
+            raise ValueError(f"a prediction is {tuple(p.shape)} for a label of {tuple(t.shape)}: "
+                             "the FCN must return logits of its input's size")
+        metrics.update(p.long()[None], t.long()[None])
+    r = metrics.compute()
+    return {"mean_iou": float(r["mean_iou"]), "pixel_accuracy": float(r["pixel_accuracy"]),
+            "iou_per_class": [float(x) for x in r["iou_per_class"]]}
 
 
 def run_recipe(recipe: Recipe, model_cls, seed: int, *, data=None, root=None, device=None,
                loss_fn=None, init: str | None = None, vgg16_state_dict=None,
                progress: bool = False) -> dict:
-    """Build, train and evaluate ``model_cls`` under ``recipe`` with ``seed``.
+    """Build, train and evaluate ``model_cls`` under ``recipe`` with ``seed`` (calibration).
+
+    The same :func:`assignment_lib.recipe.train_and_predict` and :func:`score_predictions` the
+    grader uses.
 
     Args:
         data: ``(train, eval)`` from :func:`load_data` (loaded here if ``None``).
@@ -189,48 +223,97 @@ def run_recipe(recipe: Recipe, model_cls, seed: int, *, data=None, root=None, de
 
     Returns:
         plain data: ``mean_iou``, ``pixel_accuracy``, ``iou_per_class``, ``train_s``, ``eval_s``,
-        ``history`` (dict of lists), ``seed``, ``device``.
+        ``history`` (dict of lists), ``seed``.
     """
-    if init is not None and init != recipe.init:
-        recipe = Recipe.from_dict({**recipe.to_dict(), "init": init})
+    d = recipe.to_dict()
+    if init is not None:
+        d["init"] = init
     train, test = data if data is not None else load_data(recipe.data, root)
-    cfg = TrainConfig.from_dict({**recipe.config.to_dict(), "seed": int(seed)})
-    wrapped = None
-    if cfg.loss == "soft_iou":
-        if loss_fn is None:
-            raise ValueError(f"recipe {recipe.name} trains with soft_iou: pass loss_fn")
-
-        def wrapped(logits, target):
-            return loss_fn(logits, target, ignore_index=IGNORE_INDEX)
-
-    model = build_model(model_cls, recipe, seed, vgg16_state_dict)
-    t0 = time.perf_counter()
-    history = fit(model, train, cfg, loss_fn=wrapped, device=device, progress=progress)
-    t1 = time.perf_counter()
-    result = evaluate(model, test, n_classes=cfg.n_classes, device=device, amp=cfg.amp)
-    t2 = time.perf_counter()
-    dev = next(model.parameters()).device
-    return {
-        "seed": int(seed), "mean_iou": float(result["mean_iou"]),
-        "pixel_accuracy": float(result["pixel_accuracy"]),
-        "iou_per_class": [float(x) for x in result["iou_per_class"]],
-        "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
-        "history": {k: list(v) for k, v in history.items()}, "device": str(dev),
-    }
+    out = train_and_predict(model_cls, d, train, [i for i, _ in test], seed=seed, device=device,
+                            vgg16_state_dict=vgg16_state_dict, loss_fn=loss_fn, progress=progress)
+    scores = score_predictions(out["predictions"], test, recipe.config.n_classes)
+    return {"seed": int(seed), **scores, "train_s": out["train_s"], "eval_s": out["predict_s"],
+            "history": out["history"]}
 
 
-def recipe(tier: str) -> dict:
-    """The FCN-8s recipe of ``tier`` in the plain-dict form the hidden test
-    ``autograder/hidden_tests/test_miou.py`` sends to the sandbox.
+def grading_recipe(tier: str) -> Recipe:
+    """The recipe the hidden mIoU test of ``tier`` grades with.
 
-    Keys: ``name``, ``config`` (a :meth:`TrainConfig.to_dict`), ``max_side``, ``n_train`` (``None``
-    = all), ``test_split``, ``n_test``, ``pretrained`` (ImageNet VGG-16 init), ``timeout_s``.
+    Raises:
+        ValueError: an unknown tier.
     """
-    r = RECIPES[f"{tier}_fcn8s"] if tier in TIERS else None
-    if r is None:
-        raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
-    return {
-        "name": r.name, "config": r.config.to_dict(), "max_side": r.data.max_side, "n_train": None,
-        "test_split": r.data.eval_split, "n_test": r.data.eval_limit,
-        "pretrained": r.init == "imagenet", "timeout_s": 600 if tier == "cpu" else 1800,
-    }
+    for r in RECIPES.values():
+        if r.tier == tier and r.test:
+            return r
+    raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+
+
+@lru_cache(maxsize=8)
+def _checksum(root: str, spec: DataSpec) -> str:
+    h = hashlib.sha256()
+    base = Path(root) / "base"
+    for split in sorted({spec.train_split, spec.eval_split}):
+        ids = split_ids(split, root)
+        if split == spec.eval_split and spec.eval_limit is not None and split != spec.train_split:
+            ids = ids[: spec.eval_limit]
+        h.update(f"{split}:{len(ids)}\0".encode())
+        for image_id in ids:
+            for ext in (".jpg", ".png"):
+                h.update(image_id.encode() + ext.encode() + b"\0" + (base / f"{image_id}{ext}").read_bytes())
+    return h.hexdigest()
+
+
+def data_checksum(spec: DataSpec, root=None) -> str:
+    """sha256 over the split lists and the photo and label bytes a recipe's data uses.
+
+    Raises:
+        assignment_lib.data.DataError: no data found, or a listed file is missing.
+    """
+    return _checksum(str(find_data_root(root)), spec)
+
+
+def check_tier_ready(settings, bundle) -> None:
+    """Refuse an mIoU tier that cannot run as calibrated: no calibrated threshold, no VGG-16 weights,
+    or data whose checksum differs from the one ``thresholds.json`` recorded at calibration.
+
+    Args:
+        settings: the run's :class:`autograder.settings.GradingSettings` (``miou``, ``data_root``).
+        bundle: the :class:`autograder.bundle.Bundle` whose ``thresholds.json`` is used.
+
+    Raises:
+        autograder.job.InfrastructureError: why, and what to do about it.
+    """
+    from autograder.job import InfrastructureError
+
+    if settings.miou == "none":
+        return
+    recipe = grading_recipe(settings.miou)
+    table = json.loads(Path(bundle.thresholds).read_text())
+    record = table.get("recipes", {}).get(recipe.name, {})
+    if table.get(settings.miou, {}).get("FCN8s") is None:
+        raise InfrastructureError(
+            f"--miou {settings.miou}: no calibrated threshold in {bundle.thresholds}; run "
+            f"`python -m autograder calibrate --tier {settings.miou}` on the grading machine first")
+    if recipe.init == "imagenet":
+        from assignment_lib.weights import find_vgg16_weights
+
+        try:
+            find_vgg16_weights()
+        except Exception as err:  # noqa: BLE001 - any reason means: cannot run as calibrated
+            raise InfrastructureError(f"--miou {settings.miou} needs the ImageNet VGG-16 weights it was "
+                                      f"calibrated with; set VGG16_WEIGHTS ({err})") from None
+    want = record.get("data_sha256")
+    try:
+        got = data_checksum(recipe.data, settings.data_root)
+    except Exception as err:  # noqa: BLE001
+        raise InfrastructureError(f"--miou {settings.miou}: no usable CMP Facade data ({err}); set "
+                                  "CMP_FACADE_ROOT or --data-root") from None
+    if want is None:
+        raise InfrastructureError(f"--miou {settings.miou}: {bundle.thresholds} records no data "
+                                  "checksum for its calibration; recalibrate")
+    if got != want:
+        root = find_data_root(settings.data_root)
+        raise InfrastructureError(
+            f"--miou {settings.miou}: the data at {root} is not the data the threshold was calibrated "
+            f"on (sha256 {got[:12]}... != {want[:12]}...); point CMP_FACADE_ROOT or --data-root at the "
+            "full CMP Facade base set, or recalibrate on this data")

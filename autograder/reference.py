@@ -39,7 +39,7 @@ ANSWER_CELLS = {
 CELL_NOTEBOOK = {gid: nb for nb, gids in REFERENCE_CELLS.items() for gid in gids}
 
 
-class ReferenceError(RuntimeError):
+class ReferenceSolutionError(RuntimeError):
     """The source notebooks are missing a cell or their code does not run."""
 
 
@@ -55,11 +55,11 @@ def _cells(source_dir: str) -> dict[str, str]:
         try:
             nb = nbformat.read(path, as_version=4)
         except (OSError, ValueError) as err:
-            raise ReferenceError(f"cannot read the source notebook {path}: {err}") from err
+            raise ReferenceSolutionError(f"cannot read the source notebook {path}: {err}") from err
         cells = cells_by_grade_id(nb)
         for gid in gids:
             if gid not in cells:
-                raise ReferenceError(f"source notebook {path} has no cell with grade_id {gid!r}")
+                raise ReferenceSolutionError(f"source notebook {path} has no cell with grade_id {gid!r}")
             out[gid] = cells[gid].source
     return out
 
@@ -68,7 +68,7 @@ def cell_source(grade_id: str, source_dir: str | os.PathLike | None = None) -> s
     """Source text of one reference cell of the source notebooks."""
     cells = _cells(str(_source_dir(source_dir)))
     if grade_id not in cells:
-        raise ReferenceError(f"unknown reference cell {grade_id!r}; known: {sorted(cells)}")
+        raise ReferenceSolutionError(f"unknown reference cell {grade_id!r}; known: {sorted(cells)}")
     return cells[grade_id]
 
 
@@ -76,10 +76,10 @@ def locked_source(grade_id: str, source_dir: str | os.PathLike | None = None) ->
     """Text of a locked cell as released; the worker runs it instead of the student's copy.
 
     Raises:
-        ReferenceError: ``grade_id`` is not one of :data:`LOCKED_CELLS`.
+        ReferenceSolutionError: ``grade_id`` is not one of :data:`LOCKED_CELLS`.
     """
     if grade_id not in LOCKED_CELLS:
-        raise ReferenceError(f"{grade_id!r} is not a locked cell; locked cells: {LOCKED_CELLS}")
+        raise ReferenceSolutionError(f"{grade_id!r} is not a locked cell; locked cells: {LOCKED_CELLS}")
     return cell_source(grade_id, source_dir)
 
 
@@ -92,10 +92,10 @@ def _load(source_dir: str) -> types.ModuleType:
             try:
                 exec(code, mod.__dict__)
             except Exception as err:
-                raise ReferenceError(f"source cell {gid!r} of {nb_name} failed: {err!r}") from err
+                raise ReferenceSolutionError(f"source cell {gid!r} of {nb_name} failed: {err!r}") from err
     for name in ANSWER_CELLS.values():
         if not hasattr(mod, name):
-            raise ReferenceError(f"the source notebooks define no {name!r}")
+            raise ReferenceSolutionError(f"the source notebooks define no {name!r}")
     return mod
 
 
@@ -107,6 +107,6 @@ def load_reference(source_dir: str | os.PathLike | None = None) -> types.ModuleT
         (cached per ``source_dir``).
 
     Raises:
-        ReferenceError: a notebook or cell is missing, or a cell fails to run.
+        ReferenceSolutionError: a notebook or cell is missing, or a cell fails to run.
     """
     return _load(str(_source_dir(source_dir)))

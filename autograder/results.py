@@ -77,6 +77,9 @@ class SubmissionResult:
         intake: facts about the hand-in, for the reports (``autograder.submissions.Submission.intake``:
             submission time and its source, manifest facts, LMS, warnings, replaced duplicates,
             late verdict); ``{}`` when unknown.
+        infrastructure_error: why the GRADER failed on this submission (never the student's
+            fault), or ``""``. Such a result is not a grade: every test is ``not_run`` and the next
+            run regrades it.
     """
 
     student: str
@@ -88,6 +91,7 @@ class SubmissionResult:
     wall_s: float = 0.0
     device: str = "cpu"
     intake: dict = field(default_factory=dict)
+    infrastructure_error: str = ""
 
     @property
     def score(self) -> float:

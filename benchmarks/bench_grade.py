@@ -1,11 +1,15 @@
-"""Grading throughput: seconds per submission (CPU tests) and the speed-up of --jobs 2 over --jobs 1.
+"""Grading throughput: seconds per submission (CPU tests), local --jobs 1 / --jobs 2 and a Dask
+LocalCluster of 2 workers, as ratios to local --jobs 1.
 
     python benchmarks/bench_grade.py [--copies 4] [--out DIR]
 
 Builds the release, makes the demo's reference submission, copies it ``--copies`` times (one
 student folder each) and grades them with the real runner (sandbox included, mIoU tier off),
-once with ``--jobs 1`` and once with ``--jobs 2`` (``--force``, fresh output folders). Prints the
-wall-clock seconds, seconds per submission and the speed-up. Every copy must score full marks,
+with the local executor at ``--jobs 1`` and ``--jobs 2`` and with ``--executor dask`` (a
+LocalCluster of 2 workers), each with ``--force`` into a fresh output folder. Prints the wall-clock
+seconds, seconds per submission and each run's time as a ratio to local ``--jobs 1``, and the same
+for ``nbgrader autograde`` in smoke mode (``ASSIGNMENT_SMOKE=1``, the plain-nbgrader route) on the
+same copies (``--no-nbgrader`` skips it). Every copy must score full marks,
 otherwise the figures would be measuring failures.
 """
 
@@ -23,13 +27,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autograder import demo, release
 from autograder.grade import GradeOptions, grade_all
+from autograder.settings import GradingSettings
 from autograder.submissions import find_submissions
+
+
+def nbgrader_autograde(course: Path, copies: Path, n: int) -> float:
+    """Seconds for ``nbgrader autograde`` (smoke mode) of the copies in ``course``."""
+    import subprocess
+
+    from autograder.release import ASSIGNMENT
+
+    for d in sorted(copies.iterdir()):
+        dest = course / "submitted" / d.name / ASSIGNMENT
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        for nb in d.glob("*.ipynb"):
+            shutil.copy2(nb, dest / nb.name)
+    env = dict(os.environ, ASSIGNMENT_SMOKE="1", CMP_FACADE_ROOT=str(demo.demo_data_root()))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+                          cwd=course, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - t0
+    status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+    print(f"nbgrader autograde (smoke): {took:.1f} s wall for {n} submissions = {took / n:.1f} s per "
+          f"submission ({status})")
+    return took
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--no-nbgrader", action="store_true", help="skip the nbgrader autograde run")
     args = p.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
     paths = release.release(out / "release")
@@ -41,21 +71,28 @@ def main(argv=None) -> int:
     subs = find_submissions([copies], out / "work")
     print(f"{len(subs)} copies of the reference submission; {os.cpu_count()} CPU cores; data {demo.demo_data_root()}")
     times = {}
-    for jobs in (1, 2):
-        opts = GradeOptions(out=out / f"jobs{jobs}", jobs=jobs, force=True, progress=False, pdf=False,
-                            data_root=demo.demo_data_root())
+    settings = GradingSettings(data_root=str(demo.demo_data_root()))
+    for name, executor, jobs in (("local --jobs 1", "local", 1), ("local --jobs 2", "local", 2),
+                                 ("dask LocalCluster 2 workers", "dask", 2)):
+        opts = GradeOptions(out=out / f"{executor}{jobs}", settings=settings, jobs=jobs, force=True,
+                            executor=executor, progress=False, pdf=False)
         t0 = time.perf_counter()
         summary = grade_all(subs, opts, log=lambda *a: None)
-        times[jobs] = time.perf_counter() - t0
+        times[name] = time.perf_counter() - t0
         bad = [r.student for r in summary.results if r.score != r.max_score or r.max_score == 0]
-        if bad or summary.failed:
-            print(f"error: not full marks with --jobs {jobs}: {bad or summary.failed}", file=sys.stderr)
+        if bad or summary.failed or summary.infrastructure:
+            print(f"error: not full marks with {name}: {bad or summary.failed or summary.infrastructure}",
+                  file=sys.stderr)
             return 1
         per = [r.wall_s for r in summary.results]
-        print(f"--jobs {jobs}: {times[jobs]:.1f} s wall for {len(subs)} submissions = "
-              f"{times[jobs] / len(subs):.1f} s per submission (runner's own time per submission: "
+        print(f"{name}: {times[name]:.1f} s wall for {len(subs)} submissions = "
+              f"{times[name] / len(subs):.1f} s per submission (job's own time per submission: "
               f"{min(per):.1f}-{max(per):.1f} s)")
-    print(f"speed-up of --jobs 2 over --jobs 1: {times[1] / times[2]:.2f}x")
+    if not args.no_nbgrader:
+        times["nbgrader autograde (smoke)"] = nbgrader_autograde(paths.course, copies, len(subs))
+    base = times["local --jobs 1"]
+    for name, t in times.items():
+        print(f"ratio to local --jobs 1: {name}: {t / base:.2f}")
     return 0
 
 

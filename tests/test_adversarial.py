@@ -5,14 +5,14 @@ returning always-equal objects, writing fake result files, reading the hidden te
 import, hanging. An honest submission is graded beside them and must keep its full score.
 """
 
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from _submissions import build_submission
 
-from autograder.runner import RunnerConfig, grade_submission
+from autograder.job import GradeJob, grade_job
+from autograder.settings import GradingSettings
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,8 @@ FAST_WRONG_FCN8S = ("class FCN8s(nn.Module):\n    def __init__(self, n_classes=1
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     root = Path(tmp_path_factory.getbasetemp())
-    cfg = RunnerConfig(scratch_root=root / "grading", threads=2, request_timeout=30,
-                       total_budget=300)
+    settings = GradingSettings(scratch_root=str(root / "grading"), threads=2, request_timeout=30,
+                               submission_budget=300)
     subs = {
         "forger": {"fcn32s": FORGED_FCN, "fcn8s": FAST_WRONG_FCN8S,
                    "transposed_conv_padding": FORGED_FUNCS, "soft_iou_loss": FORGED_FUNCS},
@@ -86,13 +86,15 @@ def graded(tmp_path_factory):
                     "soft_iou_loss": HANG},
         "honest": {},
     }
-    def grade(slot, student):
+    def grade(student):
         nbs = build_submission(root / "subs" / student, subs[student])
-        return student, grade_submission(student, nbs, dataclasses.replace(cfg, slot=slot))
+        job = GradeJob(student, {n: p.read_bytes() for n, p in nbs.items()}, settings)
+        return student, grade_job(job)
 
-    # two at a time, in distinct sandbox slots: the honest submission is graded while attackers run
+    # two at a time (each job takes its own sandbox slot): the honest submission is graded while
+    # attackers run
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(grade, range(len(subs)), subs))
+        return dict(pool.map(grade, subs))
 
 
 def _score(result, part):

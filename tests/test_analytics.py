@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autograder import analytics, reports
-from autograder.grade import failure_result
+from autograder.job import failure_result
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import load_rubric
 

@@ -94,5 +94,5 @@ def test_recipes_are_plain_data_and_round_trip():
         assert R.Recipe.from_dict(d) == r
         assert TrainConfig.from_dict(d["config"]) == r.config
     assert {r.tier for r in R.recipes("cpu")} == {"cpu"}
-    hidden = R.recipe("cpu")
-    assert TrainConfig.from_dict(hidden["config"]) == R.RECIPES["cpu_fcn8s"].config
+    assert R.grading_recipe("cpu") is R.RECIPES["cpu_fcn8s"]
+    assert R.grading_recipe("gpu") is R.RECIPES["gpu_fcn8s"]

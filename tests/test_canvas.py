@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from autograder import canvas, reports
-from autograder.grade import failure_result
+from autograder.job import failure_result
 from autograder.results import SubmissionResult, TestResult
 
 ROSTER = """\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Homework 1 (77)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from autograder.demo import demo_data_root
 from autograder.rubric import load_rubric
 
 pytestmark = pytest.mark.slow
@@ -85,3 +86,19 @@ def test_outputs_and_printed_table(demo):
     for name in ("grades.csv", "inline_answers.html", "submissions", "fcn_segmentation_student.zip"):
         assert name in stdout
     assert (out / "submissions" / "reference.zip").is_file()
+
+
+def test_dask_executor_gives_the_same_grades_and_a_rerun_regrades_no_one(demo, repo_root):
+    """The demo's zips graded again with ``--executor dask`` (a LocalCluster of 2 workers) and the
+    demo's settings: the same grades.csv; then an unchanged rerun regrades nobody."""
+    out, _, _ = demo
+    zips = sorted(str(p) for p in (out / "submissions").glob("*.zip"))
+    cmd = [sys.executable, "-m", "autograder", "grade", *zips, "--out", str(out / "dask"), "--jobs", "2",
+           "--executor", "dask", "--timeout", "30", "--data-root", str(demo_data_root()),
+           "--no-progress", "--no-pdf"]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    local = (out / "graded" / "grades.csv").read_text()
+    assert (out / "dask" / "grades.csv").read_text() == local
+    again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0 and "graded now: 0" in again.stdout and "skipped (up to date): 3" in again.stdout

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from autograder import grade, reports
+from autograder import grade, job, reports
+from autograder.bundle import Bundle
+from autograder.job import GradeJob
 from autograder.results import InlineAnswer, SubmissionResult, TestResult
+from autograder.rubric import load_rubric
+from autograder.settings import GradingSettings
+from autograder.store import ResultsStore
 from autograder.submissions import Submission, find_submissions
 
 HERE = Path(__file__).resolve().parent
@@ -33,34 +38,39 @@ def _log(student: str) -> None:
             f.write(f"{student} {os.getpid()}\n")
 
 
-def fake_runner(student: str, notebooks: dict, config) -> SubmissionResult:
-    """Scores from the notebooks' text: 'wrong' loses part_a; special students crash."""
-    _log(student)
-    if student == "raises":
+def _dask_worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return "this process"
+
+
+def fake_runner(job: GradeJob) -> SubmissionResult:
+    """Scores from the notebooks' text: 'wrong' loses part_a (with the bundle rubric's message for
+    test_fcn32s_output_size); special students crash or sleep."""
+    _log(job.student)
+    if job.student == "raises":
         raise RuntimeError("runner blew up")
-    if student == "exits":
-        os._exit(7)
-    if student.startswith("slow"):
+    again = graded(Path(os.environ.get("FAKE_RUNNER_LOG", "/nonexistent"))).count(job.student) > 1
+    if job.student.startswith("slow") and not (again and os.environ.get("FAKE_RUNNER_SLOW_ONCE")):
         time.sleep(float(os.environ.get("FAKE_RUNNER_SLEEP", "2")))
-    text = "".join(Path(p).read_text() for p in notebooks.values())
+    text = b"".join(job.notebooks.values()).decode()
     wrong = "wrong" in text
+    message = load_rubric(job.bundle.rubric)["test_fcn32s_output_size"].message
     return SubmissionResult(
-        student=student, assignment="fcn_segmentation",
+        student=job.student, assignment="fcn_segmentation",
         tests=[
             TestResult("test_a", "part_a", 0.0 if wrong else 3.0, 3.0, "failed" if wrong else "passed",
-                       "check the crop offset" if wrong else ""),
+                       message if wrong else ""),
             TestResult("test_b", "part_b", 2.0, 2.0, "passed"),
             TestResult("test_gpu", "part_b", 0.0, 4.0, "not_run", "needs a GPU"),
         ],
-        inline_answers=[InlineAnswer("q1", "Why?", f"answer of {student}", 2.0)],
-        isolation="fake runner (no isolation)",
-        device=str(config["lease"] is not None),
+        inline_answers=[InlineAnswer("q1", "Why?", f"answer of {job.student}", 2.0)],
+        isolation=f"fake runner on {_dask_worker_name()}",
+        device=str(job.device),
     )
-
-
-def fake_config(options, lease, slot):
-    assert 0 <= slot < options.jobs
-    return {"lease": lease, "miou": options.miou}
 
 
 def write_notebook(path: Path, text: str) -> Path:
@@ -80,9 +90,9 @@ def make_students(root: Path, names: dict[str, str]) -> Path:
     return root
 
 
-def options(out: Path, **kw) -> grade.GradeOptions:
+def options(out: Path, miou: str = "none", **kw) -> grade.GradeOptions:
     kw.setdefault("jobs", 2)
-    return grade.GradeOptions(out=out, runner="test_grade:fake_runner", config_factory="test_grade:fake_config",
+    return grade.GradeOptions(out=out, settings=GradingSettings(miou=miou), runner="test_grade:fake_runner",
                               progress=False, pdf=False, **kw)
 
 
@@ -99,26 +109,90 @@ def graded(log: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- tests
 
-def test_crash_isolation_every_student_gets_a_result(tmp_path, runner_log):
-    subs = find_submissions([make_students(tmp_path / "in", {
-        "alice": "good", "bob": "wrong", "exits": "good", "raises": "good"})], tmp_path / "work")
-    summary = grade.grade_all(subs, options(tmp_path / "out"), log=lambda *a: None)
+def test_grader_failure_is_an_infrastructure_error_never_a_zero_and_is_retried(tmp_path, runner_log):
+    root = make_students(tmp_path / "in", {"alice": "good", "bob": "wrong", "raises": "good"})
+    out = tmp_path / "out"
+    summary = grade.grade_all(find_submissions([root], tmp_path / "work"), options(out), log=lambda *a: None)
 
-    assert sorted(summary.graded) == ["alice", "bob"]
-    assert sorted(summary.failed) == ["exits", "raises"]
+    assert sorted(summary.graded) == ["alice", "bob"] and summary.infrastructure == ["raises"]
+    assert summary.failed == []
     by = {r.student: r for r in summary.results}
     assert (by["alice"].score, by["alice"].max_score) == (5.0, 5.0)
     assert (by["bob"].score, by["bob"].max_score) == (2.0, 5.0)
-    for crashed, why in (("exits", "exit code 7"), ("raises", "runner blew up")):
-        r = by[crashed]
-        assert r.score == 0 and [t.name for t in r.tests] == ["test_a", "test_b", "test_gpu"]
-        assert any(why in p for p in r.problems), r.problems
-        assert all(why in t.output for t in r.tests)
-        data = json.loads((tmp_path / "out" / crashed / "results.json").read_text())
-        assert data["score"] == 0 and why in data["output"]
-    rows = list(csv.DictReader((tmp_path / "out" / "grades.csv").open()))
-    assert [r["student"] for r in rows] == ["alice", "bob", "exits", "raises"]
-    assert rows[1]["part_a"] == "0" and rows[1]["total"] == "2" and rows[1]["max"] == "5"
+    r = by["raises"]
+    assert "runner blew up" in r.infrastructure_error and r.max_score == 0
+    assert all(t.status == "not_run" for t in r.tests)
+    data = json.loads((out / "raises" / "results.json").read_text())
+    assert "runner blew up" in data["extra_data"]["infrastructure_error"]
+    # never up to date: the next run retries it, and only it
+    s = grade.grade_all(find_submissions([root], tmp_path / "work"), options(out), log=lambda *a: None)
+    assert sorted(s.skipped) == ["alice", "bob"] and s.infrastructure == ["raises"]
+    assert graded(runner_log).count("raises") == 2 and graded(runner_log).count("alice") == 1
+
+
+def test_pytest_process_dying_is_an_infrastructure_error(tmp_path, monkeypatch):
+    """The real job: the hidden tests' process is the crash boundary."""
+    monkeypatch.setattr(job, "pytest_command",
+                        lambda cfg, bundle: [sys.executable, "-c", "import os; os._exit(7)"])
+    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks").glob("*.ipynb"))}
+    settings = GradingSettings(scratch_root=str(tmp_path / "scratch"))
+    r = job.grade_job(GradeJob("zed", nbs, settings))
+    assert "exit code 7" in r.infrastructure_error
+    assert r.tests and all(t.status == "not_run" for t in r.tests) and r.max_score == 0
+    assert not list((tmp_path / "scratch").glob("zed.*"))  # its scratch is gone
+
+
+def test_stale_scratch_of_a_dead_grader_is_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f"alice.slot0.{dead}.abc123"
+    live = tmp_path / f"bob.slot1.{os.getpid()}.def456"
+    for d in (stale, live):
+        (d / "sandbox").mkdir(parents=True)
+    assert job.clean_stale_scratch(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
+
+
+def test_sandbox_slots_are_distinct_across_holders(tmp_path):
+    with job.sandbox_slot(tmp_path) as a, job.sandbox_slot(tmp_path) as b:
+        assert a != b
+    with job.sandbox_slot(tmp_path) as c:
+        assert c == 0
+
+
+def test_refused_submission_has_the_maximum_of_a_graded_one():
+    bundle = Bundle.default()
+    rubric = load_rubric(bundle.rubric)
+    tiers = job.tier_of_tests()
+    assert set(tiers) == {"test_fcn8s_miou_cpu", "test_fcn8s_miou_gpu"}
+    for miou in ("none", "cpu", "gpu"):
+        s = GradingSettings(miou=miou)
+        refused = job.failure_result("x", "not a zip", job.rubric_tests(bundle, s))
+        runs = [e for n, e in rubric.items() if tiers.get(n, miou) == miou]
+        assert refused.score == 0 and refused.max_score == sum(e.points for e in runs) > 0
+        assert refused.max_score < sum(e.points for e in rubric.values())
+
+
+def test_every_request_timeout_fits_in_the_submission_budget():
+    for miou in ("none", "cpu", "gpu"):
+        s = GradingSettings(miou=miou)
+        timeouts = s.request_timeouts()
+        assert {"start", "describe", "forward", "loss_grad"} <= set(timeouts)
+        assert ("train_predict" in timeouts) == (miou != "none")
+        assert max(timeouts.values()) <= s.submission_budget
+    with pytest.raises(ValueError, match="train_predict"):
+        GradingSettings(miou="gpu", submission_budget=1200)
+    with pytest.raises(ValueError, match="forward"):
+        GradingSettings(request_timeout=500, submission_budget=1200)
+
+
+def test_settings_and_jobs_round_trip_as_plain_data():
+    s = GradingSettings(miou="cpu", data_root="/d", threads=2)
+    assert GradingSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with pytest.raises(ValueError, match="unknown"):
+        GradingSettings.from_dict({**s.to_dict(), "jobs": 3})
+    j = GradeJob("a", {"x.ipynb": b"{}"}, s)
+    assert GradeJob.from_dict(j.to_dict()) == j
 
 
 def test_resume_skips_up_to_date_and_force_regrades(tmp_path, runner_log):
@@ -149,8 +223,7 @@ def test_killed_run_loses_nothing_and_rerun_does_not_regrade(tmp_path, runner_lo
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]), FAKE_RUNNER_SLEEP="60")
     cmd = [sys.executable, "-m", "autograder", "grade", str(root), "--out", str(out), "--jobs", "1",
-           "--no-progress", "--no-pdf", "--runner", "test_grade:fake_runner",
-           "--runner-config", "test_grade:fake_config"]
+           "--no-progress", "--no-pdf", "--runner", "test_grade:fake_runner"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = out / "fast" / "results.json"
     deadline = time.time() + 60
@@ -162,7 +235,6 @@ def test_killed_run_loses_nothing_and_rerun_does_not_regrade(tmp_path, runner_lo
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    time.sleep(1.5)  # the orphaned worker notices its grader is gone and exits
     assert not (out / "slow1" / "results.json").exists()
     assert not (out / "grades.csv").exists()
     first_bytes = first.read_bytes()
@@ -176,26 +248,42 @@ def test_killed_run_loses_nothing_and_rerun_does_not_regrade(tmp_path, runner_lo
     assert not list(out.rglob("*.tmp"))
 
 
-def test_gpu_pool_lease_is_handed_to_the_runner_only_with_gpus(tmp_path, runner_log):
+def test_gpu_tier_jobs_get_a_device_from_the_pool_and_others_none(tmp_path, runner_log):
     root = make_students(tmp_path / "in", {"alice": "good"})
     s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(tmp_path / "o1", jobs=1),
                         log=lambda *a: None)
-    assert s.results[0].device == "False"
-    s = grade.grade_all(find_submissions([root], tmp_path / "w"), options(tmp_path / "o2", jobs=1, gpus=[0, 1]),
-                        log=lambda *a: None)
-    assert s.results[0].device == "True"
+    assert s.results[0].device == "None"
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"),
+                        options(tmp_path / "o2", jobs=1, gpus=[3], miou="gpu"), log=lambda *a: None)
+    assert s.results[0].device == "cuda:3"
 
 
-def test_gpu_pool_hands_out_each_device_once():
-    pool = grade.GpuPool([3, 5])
-    lease = pool.lease()
-    with lease() as a, lease() as b:
-        assert {a, b} == {"cuda:3", "cuda:5"}
-        with pytest.raises(queue.Empty), lease(timeout=0.2):  # both devices are taken
-            pass
-    with lease(timeout=1) as c:
-        assert c in {"cuda:3", "cuda:5"}
-    assert grade.GpuPool([]).lease() is None
+def test_regrading_follows_the_grader(tmp_path, runner_log):
+    """An edited rubric message in a copy of the grader regrades everyone; an unchanged rerun no one."""
+    copy = tmp_path / "grader"
+    copy.mkdir()
+    for name, path in Bundle.default().members().items():
+        (shutil.copytree if path.is_dir() else shutil.copyfile)(path, copy / name)
+    root = make_students(tmp_path / "in", {"alice": "good", "bob": "wrong"})
+    out = tmp_path / "out"
+    opts = options(out, bundle=Bundle.from_dir(copy))
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), opts, log=lambda *a: None)
+    assert sorted(s.graded) == ["alice", "bob"]
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), opts, log=lambda *a: None)
+    assert s.graded == [] and sorted(s.skipped) == ["alice", "bob"]
+
+    rubric = copy / "rubric.toml"
+    old = load_rubric(rubric)["test_fcn32s_output_size"].message
+    rubric.write_text(rubric.read_text().replace(old, "Check the crop offset (19) again."))
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), opts, log=lambda *a: None)
+    assert sorted(s.graded) == ["alice", "bob"] and s.skipped == []
+    bob = ResultsStore(out).read("bob")[0]
+    assert bob.tests[0].output == "Check the crop offset (19) again."
+    # the thresholds are part of the grader too
+    (copy / "thresholds.json").write_text((copy / "thresholds.json").read_text() + " ")
+    s = grade.grade_all(find_submissions([root], tmp_path / "w"), opts, log=lambda *a: None)
+    assert sorted(s.graded) == ["alice", "bob"]
+    assert graded(runner_log).count("alice") == 3
 
 
 def test_bad_zip_gets_a_zero_result_with_the_reason(tmp_path, runner_log):
@@ -207,15 +295,18 @@ def test_bad_zip_gets_a_zero_result_with_the_reason(tmp_path, runner_log):
     by = {r.student: r for r in s.results}
     assert "carol" in s.failed and "not a readable zip" in by["carol"].problems[0]
     assert graded(runner_log) == ["alice"]  # the runner never saw the bad zip
-    # carol failed before any rubric was known: she still gets every test at zero
-    assert [t.name for t in by["carol"].tests] == ["test_a", "test_b", "test_gpu"]
+    # carol gets every rubric test that runs at this tier at zero
+    assert [t.name for t in by["carol"].tests] == list(load_rubric())
+    assert by["carol"].score == 0 and not by["carol"].infrastructure_error
 
 
 def test_options_are_checked():
     with pytest.raises(ValueError, match="--jobs"):
         grade.GradeOptions(out=Path("x"), jobs=0)
     with pytest.raises(ValueError, match="--gpus"):
-        grade.GradeOptions(out=Path("x"), miou="gpu")
+        grade.GradeOptions(out=Path("x"), settings=GradingSettings(miou="gpu"))
+    with pytest.raises(ValueError, match="--executor"):
+        grade.GradeOptions(out=Path("x"), executor="slurm")
 
 
 def test_cli_help_is_fast_and_lists_commands():
@@ -223,16 +314,17 @@ def test_cli_help_is_fast_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "autograder", "--help"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
     assert time.perf_counter() - t0 < 5
-    for cmd in ("release", "grade", "demo", "calibrate", "export-gradebook"):
+    for cmd in ("release", "grade", "demo", "calibrate", "export-gradebook", "worker", "cluster"):
         assert cmd in out
-    code = "import sys, autograder.__main__; print('torch' in sys.modules, 'nbgrader' in sys.modules)"
+    code = ("import sys, autograder.__main__; autograder.__main__.build_parser(); "
+            "print('torch' in sys.modules, 'nbgrader' in sys.modules, 'distributed' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.split() == ["False", "False"]
+                          check=True).stdout.split() == ["False", "False", "False"]
 
 
 def test_failure_result_keeps_rubric_and_scores_zero():
     tmpl = [TestResult("t1", "p", 3.0, 3.0, "passed"), TestResult("t2", "p", 0.0, 1.0, "not_run")]
-    r = grade.failure_result("zed", "why not", tmpl)
+    r = job.failure_result("zed", "why not", tmpl)
     assert r.score == 0 and r.max_score == 3.0 and r.problems == ["why not"]
     assert [t.status for t in r.tests] == ["error", "not_run"]
 
@@ -244,3 +336,16 @@ def test_submission_hash_changes_with_content(tmp_path):
     write_notebook(p, "y")
     assert s.sha256() != h
     assert reports.RESULTS_JSON == "results.json"
+
+
+def test_fingerprint_changes_with_what_decides_a_grade_only():
+    from autograder.fingerprint import fingerprint
+
+    base = fingerprint("sub", "bundle", GradingSettings())
+    assert fingerprint("sub", "bundle", GradingSettings(scratch_root="/elsewhere", keep_scratch=True)) == base
+    for other in (fingerprint("sub2", "bundle", GradingSettings()),
+                  fingerprint("sub", "bundle2", GradingSettings()),
+                  fingerprint("sub", "bundle", GradingSettings(request_timeout=60)),
+                  fingerprint("sub", "bundle", GradingSettings(miou="cpu")),
+                  fingerprint("sub", "bundle", GradingSettings(), runner="x:y")):
+        assert other != base

@@ -27,7 +27,9 @@ def test_outcome_mapping():
 
 @pytest.fixture(scope="module")
 def buggy(tmp_path_factory, repo_root):
-    from autograder.runner import RunnerConfig, grade_submission
+    from autograder.job import GradeJob, grade_job
+    from autograder.settings import GradingSettings
+
     root = tmp_path_factory.mktemp("buggy")
     nbs = build_submission(root / "sub", {
         "fcn32s": [("19:19", "18:18")],  # crop offset off by one
@@ -36,8 +38,8 @@ def buggy(tmp_path_factory, repo_root):
         "fcn8s": [("self.fc6 = nn.Conv2d(512, 4096, 7)", "self.fc_six = nn.Conv2d(512, 4096, 7)"),
                   ("self.fc6(h)", "self.fc_six(h)")],
     })
-    cfg = RunnerConfig(scratch_root=Path(tmp_path_factory.getbasetemp()) / "grading", threads=2)
-    return grade_submission("buggy", nbs, cfg)
+    settings = GradingSettings(scratch_root=str(Path(tmp_path_factory.getbasetemp()) / "grading"), threads=2)
+    return grade_job(GradeJob("buggy", {n: p.read_bytes() for n, p in nbs.items()}, settings))
 
 
 def test_buggy_submission_loses_only_what_its_bugs_break(buggy):

@@ -28,23 +28,25 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.environ["REPO"], "tests"))
 from _submissions import build_submission
 from test_adversarial import FAST_WRONG_FCN8S, FORGED_FCN, FORGED_FUNCS
-from autograder.runner import RunnerConfig, grade_submission
+from autograder.job import GradeJob, grade_job
+from autograder.settings import GradingSettings
 from autograder.sandbox import isolation_mode
 
 out = Path(sys.argv[1])
 subs = {"honest": {}, "forger": {"fcn32s": FORGED_FCN, "fcn8s": FAST_WRONG_FCN8S,
                                   "transposed_conv_padding": FORGED_FUNCS, "soft_iou_loss": FORGED_FUNCS}}
-def grade(slot, student):
+settings = GradingSettings(scratch_root=str(out / "grading"), threads=1, request_timeout=60,
+                           submission_budget=300)
+def grade(student):
     nbs = build_submission(out / "subs" / student, subs[student])
-    cfg = RunnerConfig(scratch_root=out / "grading", threads=1, request_timeout=60, total_budget=300, slot=slot)
-    r = grade_submission(student, nbs, cfg)
+    r = grade_job(GradeJob(student, {n: p.read_bytes() for n, p in nbs.items()}, settings))
     parts = {}
     for t in r.tests:
         parts[t.part] = parts.get(t.part, 0) + t.score
     return student, {"parts": parts, "score": r.score, "max": r.max_score, "isolation": r.isolation,
                      "problems": r.problems}
 with ThreadPoolExecutor(max_workers=2) as pool:
-    res = dict(pool.map(grade, range(2), subs))
+    res = dict(pool.map(grade, subs))
 print("RESULT " + json.dumps({"mode": isolation_mode(), "uid": os.getuid(), "results": res}))
 '''
 

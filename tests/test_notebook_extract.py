@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from autograder.notebook import (
-    SubmissionError,
+    NotebookError,
     cells_by_grade_id,
     check_integrity,
     inline_answers,
@@ -22,12 +22,12 @@ def source(repo_root):
 
 def test_bad_files_give_student_messages(tmp_path):
     (tmp_path / "a.ipynb").write_text("{not json")
-    with pytest.raises(SubmissionError, match="not valid JSON"):
+    with pytest.raises(NotebookError, match="not valid JSON"):
         read_notebook(tmp_path / "a.ipynb")
     (tmp_path / "b.ipynb").write_text('{"hello": 1}')
-    with pytest.raises(SubmissionError, match="not a Jupyter notebook"):
+    with pytest.raises(NotebookError, match="not a Jupyter notebook"):
         read_notebook(tmp_path / "b.ipynb")
-    with pytest.raises(SubmissionError, match="missing"):
+    with pytest.raises(NotebookError, match="missing"):
         read_notebook(tmp_path / "c.ipynb")
 
 

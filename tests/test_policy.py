@@ -4,15 +4,12 @@ intake options (resubmissions, late policy, release state) end to end with a fak
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from autograder import __main__ as cli
-from autograder.grade import GradeOptions
 from autograder.policy import LatePolicy, PolicyError, load_extensions, load_policy, penalty_points
 from autograder.results import SubmissionResult, TestResult
 
@@ -88,29 +85,16 @@ def test_bad_policies_have_clear_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- the grade command
 
-def fake_runner(*args) -> SubmissionResult:
-    """Scores from the notebooks' text ('wrong' loses test_a). Takes either runner signature,
-    ``(student, notebooks, config)`` or ``(job)``, so that it survives the grading-job refactor."""
-    if len(args) == 1:
-        student, text = args[0].student, b"".join(args[0].notebooks.values()).decode()
-    else:
-        student, notebooks, _ = args
-        text = "".join(Path(p).read_text() for p in notebooks.values())
-    wrong = "wrong" in text
-    return SubmissionResult(student, "fcn_segmentation", isolation="fake runner", tests=[
+def fake_runner(job) -> SubmissionResult:
+    """Scores from the notebooks' text ('wrong' loses test_a)."""
+    wrong = "wrong" in b"".join(job.notebooks.values()).decode()
+    return SubmissionResult(job.student, "fcn_segmentation", isolation="fake runner", tests=[
         TestResult("test_a", "part_a", 0.0 if wrong else 3.0, 3.0, "failed" if wrong else "passed"),
         TestResult("test_b", "part_b", 2.0, 2.0, "passed")])
 
 
-def fake_config(options, lease, slot):
-    return None
-
-
 def runner_flags() -> list[str]:
-    flags = ["--runner", "test_policy:fake_runner"]
-    if "config_factory" in inspect.signature(GradeOptions).parameters:
-        flags += ["--runner-config", "test_policy:fake_config"]  # no runner import per process
-    return flags
+    return ["--runner", "test_policy:fake_runner"]
 
 
 def _nbgrader(root, student, when, text="x = 1"):

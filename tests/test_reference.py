@@ -32,7 +32,7 @@ def test_functions_come_from_the_source_notebook(ref):
 
 def test_locked_source_is_the_released_import_cell():
     assert "from assignment_lib.layers import bilinear_kernel" in R.locked_source("fcn_imports")
-    with pytest.raises(R.ReferenceError):
+    with pytest.raises(R.ReferenceSolutionError):
         R.locked_source("fcn32s")  # an answer cell is never "locked source"
 
 
@@ -42,5 +42,5 @@ def test_missing_source_cell_is_a_clear_error(tmp_path):
         nb = nbformat.read(R.SOURCE_DIR / name, as_version=4)
         nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "fcn8s"]
         nbformat.write(nb, tmp_path / name)
-    with pytest.raises(R.ReferenceError, match="fcn8s"):
+    with pytest.raises(R.ReferenceSolutionError, match="fcn8s"):
         R.load_reference(tmp_path)

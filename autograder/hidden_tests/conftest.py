@@ -1,10 +1,11 @@
 """Fixtures of the hidden tests; run by pytest in the TRUSTED grader process, never shipped.
 
-``pytest autograder/hidden_tests --submission-config CFG.json`` (see :mod:`autograder.runner`):
-the config names the student's notebooks, the sandbox settings and where to write the raw
-outcomes (``results``). Fixtures:
+``pytest <bundle>/hidden_tests --submission-config CFG.json`` (see :func:`autograder.job.grade_job`):
+the config holds the submission's answer cells (parsed once, by the job), the cells that could not
+be graded and why, the run's :class:`~autograder.settings.GradingSettings` (``settings``), the
+bundle's paths, and where to write the raw outcomes (``results``). Fixtures:
 
-- ``submission``: a :class:`Submission`, the handle on this submission's sandboxed worker;
+- ``submission``: a :class:`SandboxHandle` on this submission's sandboxed worker;
 - ``reference``: the trusted reference (:func:`autograder.reference.load_reference`);
 - ``partial``: record a partial-credit fraction for the current test;
 - ``grading``: the parsed config.
@@ -14,19 +15,19 @@ Student code runs only in the worker; every comparison happens here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
 
 from autograder import reference as reference_mod
-from autograder.notebook import SubmissionError, cells_by_grade_id, read_notebook
 from autograder.sandbox import Sandbox, SandboxError
+from autograder.settings import HEAVY_REQUESTS, GradingSettings
 
 #: Seed of the random weights and inputs the FCN comparisons use.
 WEIGHT_SEED = 20150607
@@ -92,7 +93,6 @@ def pytest_sessionfinish(session):
         return
     cfg = json.loads(Path(path).read_text())
     out = {"outcomes": session.config._grading_outcomes,
-           "problems": getattr(session.config, "_grading_problems", []),
            "events": getattr(session.config, "_grading_events", []),
            "isolation": getattr(session.config, "_grading_isolation", "")}
     Path(cfg["results"]).write_text(json.dumps(out, indent=1))
@@ -105,13 +105,13 @@ def pytest_sessionfinish(session):
 def grading(pytestconfig) -> dict:
     path = pytestconfig.getoption("--submission-config")
     if not path:
-        pytest.skip("hidden tests need --submission-config (run them through autograder.runner)")
+        pytest.skip("hidden tests need --submission-config (run them through autograder.job)")
     return json.loads(Path(path).read_text())
 
 
 @pytest.fixture(scope="session")
 def reference(grading):
-    return reference_mod.load_reference(grading.get("source_dir"))
+    return reference_mod.load_reference(grading["bundle"]["notebooks"])
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def partial(request):
     return record
 
 
-class Submission:
+class SandboxHandle:
     """Handle on one submission's sandbox: cached, typed requests for the hidden tests."""
 
     def __init__(self, sandbox: Sandbox, missing: dict[str, str], cache_dir: Path | None):
@@ -145,13 +145,9 @@ class Submission:
         if not status["ok"]:
             pytest.fail(f"cell '{grade_id}' failed when it was run:\n{status['error'].strip()}")
 
-    #: requests that build or run a full FCN get this many request timeouts (a loaded machine
-    #: must not cost an honest submission points)
-    HEAVY: ClassVar[dict[str, int]] = {"describe": 4, "forward": 4, "loss_grad": 2}
-
     def request(self, op, timeout=None, **payload):
-        if timeout is None and op in self.HEAVY:
-            timeout = self.HEAVY[op] * self.sandbox.request_timeout
+        if timeout is None and op in HEAVY_REQUESTS:
+            timeout = HEAVY_REQUESTS[op] * self.sandbox.request_timeout
         return self.sandbox.request(op, timeout=timeout, **payload)
 
     def cached(self, key, fn):
@@ -174,40 +170,13 @@ class Submission:
 
 @pytest.fixture(scope="session")
 def submission(grading, request):
-    source_dir = grading.get("source_dir")
-    problems: list[str] = []
-    missing: dict[str, str] = {}
-    cells = []
-    for nb_name, gids in reference_mod.REFERENCE_CELLS.items():
-        path = grading["notebooks"].get(nb_name)
-        sub_cells = {}
-        if path is None:
-            why = f"{nb_name} is missing from the submission"
-            problems.append(why)
-        else:
-            try:
-                sub_cells = cells_by_grade_id(read_notebook(path))
-                why = ""
-            except SubmissionError as err:
-                why = str(err)
-                problems.append(why)
-        for gid in gids:
-            if gid in reference_mod.LOCKED_CELLS:
-                cells.append({"grade_id": gid, "source": reference_mod.locked_source(gid, source_dir)})
-            elif gid in sub_cells and isinstance(sub_cells[gid].source, str):
-                cells.append({"grade_id": gid, "source": sub_cells[gid].source})
-            else:
-                missing[gid] = (f"cell '{gid}' could not be graded: "
-                                + (why or f"it is missing from {nb_name} (deleted, or its grade_id "
-                                          "changed); copy it back from the released notebook"))
-    sb = Sandbox(cells, Path(grading["scratch"]), slot=grading.get("slot", 0),
-                 request_timeout=grading.get("request_timeout", 120),
-                 total_budget=grading.get("total_budget", 1200),
-                 memory_bytes=grading.get("memory_bytes", 10 * 2**30),
-                 threads=grading.get("threads", 1), device=grading.get("device"),
-                 use_bwrap=grading.get("use_bwrap"),
-                 start_timeout=grading.get("start_timeout", grading.get("request_timeout", 120) + 30))
-    request.config._grading_problems = problems
+    """Start the sandbox on the cells the grading job parsed (it only starts the sandbox)."""
+    s = GradingSettings.from_dict(grading["settings"])
+    cells = grading["cells"]
+    sb = Sandbox(cells, Path(grading["scratch"]), slot=grading["slot"],
+                 request_timeout=s.request_timeout, total_budget=s.submission_budget,
+                 memory_bytes=s.memory_bytes, threads=grading["threads"], device=grading.get("device"),
+                 use_bwrap=s.use_bwrap, start_timeout=s.start_timeout)
     request.config._grading_isolation = sb.isolation
     request.config._grading_events = sb.events
     try:
@@ -218,7 +187,7 @@ def submission(grading, request):
             sb.cells.setdefault(c["grade_id"], {"grade_id": c["grade_id"], "ok": False,
                                                 "skipped": True, "error": str(err)})
     cache = Path(grading["cache_dir"]) if grading.get("cache_dir") else None
-    yield Submission(sb, missing, cache)
+    yield SandboxHandle(sb, grading["missing"], cache)
     sb.close()
 
 
@@ -240,6 +209,21 @@ def weight_spec(model: torch.nn.Module, seed: int = WEIGHT_SEED) -> dict:
             std = 0.01
         params.append([name, shape, std])
     return {"seed": seed, "params": params}
+
+
+@contextlib.contextmanager
+def skip_default_init():
+    """Build models whose every parameter is overwritten next without their random conv/linear
+    initialisation (``reset_parameters``): seconds saved per FCN. The trusted twin of the worker's
+    ``_construct(..., default_init=False)``."""
+    saved = {c: c.reset_parameters for c in (torch.nn.modules.conv._ConvNd, torch.nn.Linear)}
+    try:
+        for c in saved:
+            c.reset_parameters = lambda self: None
+        yield
+    finally:
+        for c, f in saved.items():
+            c.reset_parameters = f
 
 
 def make_weights(spec) -> dict:

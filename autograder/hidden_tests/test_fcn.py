@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 
 from assignment_lib.layers import bilinear_kernel
-from autograder.hidden_tests.conftest import (
+
+from .conftest import (
     FCN_SIZES,
     disk_cached,
     fcn_inputs,
     make_weights,
+    skip_default_init,
     weight_spec,
 )
 
@@ -34,17 +36,22 @@ HINTS = {
 }
 
 
-def ref_model(reference, name):
+def ref_model(reference, name, weights=True):
+    """``(model, spec)``: the reference ``name`` and its random-weight spec; with ``weights`` the
+    spec's weights are loaded (only needed to compute outputs that are not cached yet)."""
     if name not in _REF_MODELS:
-        m = getattr(reference, name)(n_classes=12).eval()
-        spec = weight_spec(m)
-        m.load_state_dict(make_weights(spec))
-        _REF_MODELS[name] = (m, spec)
-    return _REF_MODELS[name]
+        with skip_default_init():
+            m = getattr(reference, name)(n_classes=12).eval()
+        _REF_MODELS[name] = [m, weight_spec(m), False]
+    entry = _REF_MODELS[name]
+    if weights and not entry[2]:
+        entry[0].load_state_dict(make_weights(entry[1]))
+        entry[2] = True
+    return entry[0], entry[1]
 
 
 def ref_description(reference, name):
-    m, _ = ref_model(reference, name)
+    m, _ = ref_model(reference, name, weights=False)
     mods = []
     for mname, mod in m.named_modules():
         if mname:
@@ -64,12 +71,12 @@ def ref_outputs(reference, grading, name):
             return [m(x) for x in fcn_inputs()]
     from pathlib import Path
     cache = Path(grading["cache_dir"]) if grading.get("cache_dir") else None
-    return disk_cached(cache, f"fcn-out-{name}-{FCN_SIZES}", compute, grading.get("source_dir"))
+    return disk_cached(cache, f"fcn-out-{name}-{FCN_SIZES}", compute, grading["bundle"]["notebooks"])
 
 
 def sub_forward(submission, reference, name, same_weights=True):
     """The submission's outputs for :data:`FCN_SIZES`, with the reference's random weights."""
-    _, spec = ref_model(reference, name)
+    _, spec = ref_model(reference, name, weights=False)
 
     def run():
         return submission.request("forward", name=name, n_classes=12,
@@ -144,7 +151,7 @@ def check_layer_types(submission, reference, partial, name):
 def check_param_count(submission, reference, name):
     submission.require(GID[name])
     desc = submission.describe(name)
-    want = sum(p.numel() for p in ref_model(reference, name)[0].parameters())
+    want = sum(p.numel() for p in ref_model(reference, name, weights=False)[0].parameters())
     got = desc["n_params"]
     assert type(got) is int and got == want, (
         f"{name}(n_classes=12) has {got:,} parameters, expected {want:,} (difference "

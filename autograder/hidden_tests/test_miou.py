@@ -1,9 +1,11 @@
-"""mIoU tiers: train the student's FCN-8s with a fixed recipe in the sandbox, score it HERE.
+"""mIoU tiers: train the student's FCN-8s with the grading recipe in the sandbox, score it HERE.
 
-The trusted side sends training pairs and test IMAGES only; the worker returns class-index maps and
-the mIoU is computed against test labels the sandbox never saw. Recipes and thresholds come from
-``autograder/recipes.py`` and ``autograder/thresholds.json`` (``{tier: {"FCN8s": min mIoU}}``).
-GPU tier: ``miou_tier="gpu"`` and a leased device; CPU tier: opt-in ``miou_tier="cpu"``.
+The trusted side sends ``Recipe.to_dict()``, the training pairs and the test IMAGES only; the worker
+runs :func:`assignment_lib.recipe.train_and_predict` (the function calibration runs on the reference)
+and returns class-index maps; :func:`autograder.recipes.score_predictions` computes the mIoU against
+test labels the sandbox never saw. The threshold comes from the bundle's ``thresholds.json``; the
+grading job refused beforehand to run a tier whose weights or data differ from the calibration's
+(:func:`autograder.recipes.check_tier_ready`).
 """
 
 from __future__ import annotations
@@ -14,59 +16,32 @@ from pathlib import Path
 import pytest
 import torch
 
-from assignment_lib import data as D
-from assignment_lib import metrics as M
-
-
-def _recipe(tier):
-    try:
-        from autograder import recipes
-    except ImportError:
-        pytest.skip("the mIoU tier is not configured (autograder/recipes.py is missing)")
-    fn = getattr(recipes, "recipe", None)
-    if fn is None:
-        pytest.skip("autograder/recipes.py has no recipe(tier) function")
-    thresholds = Path(recipes.__file__).with_name("thresholds.json")
-    if not thresholds.is_file():
-        pytest.skip("autograder/thresholds.json is missing")
-    table = json.loads(thresholds.read_text())
-    need = table.get(tier, {}).get("FCN8s")
-    if need is None:
-        pytest.skip(f"not run: no calibrated {tier.upper()} threshold yet; run "
-                    f"`python -m autograder calibrate --tier {tier}` on the grading machine")
-    record = table.get("recipes", {}).get(f"{tier}_fcn8s", {})
-    return fn(tier), float(need), record.get("constant_predictor_mean_iou")
+from autograder import recipes as R
 
 
 def _run(submission, grading, tier, device):
     submission.require("fcn8s")
-    recipe, need, baseline = _recipe(tier)
-    root = grading.get("data_root")
-    max_side = recipe.get("max_side")
-    train = D.load_split("train", root=root, max_side=max_side)[: recipe.get("n_train")]
-    test = D.load_split(recipe.get("test_split", "val"), root=root,
-                        max_side=max_side)[: recipe.get("n_test")]
+    recipe = R.grading_recipe(tier)
+    table = json.loads(Path(grading["bundle"]["thresholds"]).read_text())
+    need = float(table[tier]["FCN8s"])
+    baseline = table.get("recipes", {}).get(recipe.name, {}).get("constant_predictor_mean_iou")
+    train, test = R.load_data(recipe.data, grading["settings"]["data_root"])
     vgg = None
-    if recipe.get("pretrained", True):
+    if recipe.init == "imagenet":
         from assignment_lib.weights import load_vgg16_state_dict
-        try:
-            vgg = load_vgg16_state_dict()
-        except Exception as err:  # no weights on this machine: the tier cannot be run fairly
-            pytest.skip(f"no VGG-16 weights for the mIoU tier: {err}")
+
+        vgg = load_vgg16_state_dict()
     resp = submission.request(
-        "train_predict", timeout=recipe.get("timeout_s", 1800), name="FCN8s", n_classes=12,
-        config=recipe["config"], device=device, max_side=max_side, vgg16=vgg,
-        train=[(torch.tensor(i), torch.tensor(t)) for i, t in train],
+        "train_predict", timeout=recipe.timeout_s, name="FCN8s", recipe=recipe.to_dict(),
+        device=device, vgg16=vgg, train=[(torch.tensor(i), torch.tensor(t)) for i, t in train],
         test_images=[torch.tensor(i) for i, _ in test])
     preds = resp["predictions"]
-    assert type(preds) is list and len(preds) == len(test), "wrong number of predictions"
-    cm = torch.zeros(12, 12, dtype=torch.int64)
-    for p, (_, t) in zip(preds, test):
-        t = torch.as_tensor(t)
-        assert type(p) is torch.Tensor and p.shape == t.shape, (
-            "a prediction has the wrong size: FCN8s must return logits of the input's size")
-        cm += M.confusion_matrix(p.long(), t, 12, ignore_index=D.IGNORE_INDEX)
-    miou = float(M.mean_iou(cm))
+    assert type(preds) is list and all(type(p) is torch.Tensor for p in preds), \
+        "FCN8s's predictions did not come back as class maps"
+    try:
+        miou = R.score_predictions(preds, test, recipe.config.n_classes)["mean_iou"]
+    except ValueError as err:
+        pytest.fail(str(err))
     return miou, need, _credit(miou, need, baseline)
 
 
@@ -83,7 +58,7 @@ def _credit(miou, need, baseline):
 @pytest.mark.gpu
 def test_fcn8s_miou_gpu(submission, grading, partial):
     device = grading.get("device")
-    if grading.get("miou_tier") != "gpu" or not device:
+    if grading["settings"]["miou"] != "gpu" or not device:
         pytest.skip("not run: needs a GPU")
     miou, need, credit = _run(submission, grading, "gpu", device)
     partial(credit, f"mIoU {miou:.3f} (threshold {need:.3f})")
@@ -91,7 +66,7 @@ def test_fcn8s_miou_gpu(submission, grading, partial):
 
 
 def test_fcn8s_miou_cpu(submission, grading, partial):
-    if grading.get("miou_tier") != "cpu":
+    if grading["settings"]["miou"] != "cpu":
         pytest.skip("not run: the CPU mIoU tier is off for this run (opt-in)")
     miou, need, credit = _run(submission, grading, "cpu", "cpu")
     partial(credit, f"mIoU {miou:.3f} (threshold {need:.3f})")
