@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from autograder import reports
 from autograder.demo import demo_data_root
 from autograder.rubric import load_rubric
 
@@ -76,7 +77,7 @@ def test_outputs_and_printed_table(demo):
     rows = {row["student"]: row for row in csv.DictReader((out / "graded" / "grades.csv").open())}
     assert set(rows) == {"reference", "partly_wrong", "broken"}
     for student, row in rows.items():
-        assert float(row["total"]) == results[student]["score"]
+        assert row["total"] == reports.fmt(results[student]["score"])  # grades.csv: 2 decimals
     for student in rows:
         assert f"{student}  " in stdout
         html = (out / "graded" / student / "feedback.html").read_text()
