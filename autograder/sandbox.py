@@ -391,6 +391,7 @@ class Sandbox:
         self.uid = BASE_UID + self.slot if self.mode == "root+setpriv" else os.getuid()
         cuda = _is_cuda(device)
         self._cgroup = None
+        self._oom_seen = 0
         if memory_limit_mode in ("auto", "cgroup"):
             self._cgroup = cgroups.create(self.slot, self.memory_bytes, self.max_procs)
         self.memory_limits = memory_limits(memory_limit_mode, cuda, self._cgroup is not None)
@@ -484,6 +485,7 @@ class Sandbox:
                 f.unlink()
         if "cgroup" in self.memory_limits and self._cgroup is None:  # closed, then started again
             self._cgroup = cgroups.create(self.slot, self.memory_bytes, self.max_procs)
+            self._oom_seen = 0
             if self._cgroup is None:
                 raise SandboxError("the sandbox's cgroup could not be made again (infrastructure)")
             self._finalizer = weakref.finalize(self, self._cgroup.remove)
@@ -624,6 +626,11 @@ class Sandbox:
                 if line == "":
                     code = self._proc.wait() if self._proc is not None else None
                     self._kill()
+                    if self._cgroup is not None and self._cgroup.oom_kills() > self._oom_seen:
+                        self._oom_seen = self._cgroup.oom_kills()
+                        raise WorkerCrashed(f"your code used more than the memory limit of "
+                                            f"{_size(self.memory_bytes)} and was stopped: look for "
+                                            "very large tensors, or results kept in a growing list")
                     raise WorkerCrashed(f"the Python process running your code exited (exit code "
                                         f"{code}) instead of answering: look for sys.exit, "
                                         "os._exit, or code that crashes or exhausts memory")
