@@ -355,8 +355,11 @@ def main(argv=None) -> int:
         for f in sorted(graded.glob("*/results.json")):
             r = json.loads(f.read_text())
             extra = r.get("extra_data", {})
-            rows[f.parent.name] = {"score": r.get("score"), "wall_s": extra.get("wall_s"),
-                                   "isolation": extra.get("isolation"), "device": extra.get("device")}
+            miou = [f"{t['name']}: {t.get('status')} {t.get('score')}/{t.get('max_score')}"
+                    for t in r.get("tests", []) if "miou" in t.get("name", "")]
+            rows[f.parent.name] = {"score": r.get("score"), "wall_s": r.get("execution_time"),
+                                   "miou_tests": miou, "isolation": extra.get("isolation"),
+                                   "device": extra.get("device")}
         ck.figures["grading"] = rows or "no results"
 
     # 6. the rest of the calibration, as time allows
