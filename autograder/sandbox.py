@@ -493,8 +493,12 @@ class Sandbox:
             if self.mode == "root+setpriv":
                 os.chown(self.scratch, self.uid, self.uid)
             os.chmod(self.scratch, 0o700)
-            cmd = bwrap_command(self.scratch, self.uid, self.device, userns=self.mode == "user-namespace",
-                                gpu_nodes=self.gpu_nodes) + [_python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH]
+            try:
+                cmd = bwrap_command(self.scratch, self.uid, self.device, userns=self.mode == "user-namespace",
+                                    gpu_nodes=self.gpu_nodes) + [_python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH]
+            except FileNotFoundError as err:  # the leased GPU's device file is missing
+                raise SandboxError(f"the grading machine could not give this submission its GPU ({err}); "
+                                   "this is a problem of the grading machine, not of your code") from err
         else:
             cmd = [_python(), "-I", str(WORKER), str(self.scratch)]
         r_in, w_in = os.pipe()   # grader -> worker
