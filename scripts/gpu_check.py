@@ -355,7 +355,8 @@ def main(argv=None) -> int:
         for f in sorted(graded.glob("*/results.json")):
             r = json.loads(f.read_text())
             extra = r.get("extra_data", {})
-            miou = [f"{t['name']}: {t.get('status')} {t.get('score')}/{t.get('max_score')}"
+            miou = [f"{t['name']}: {t.get('extra_data', {}).get('status')} {t.get('score')}/"
+                    f"{t.get('max_score')} {t.get('output', '')[:120]}"
                     for t in r.get("tests", []) if "miou" in t.get("name", "")]
             rows[f.parent.name] = {"score": r.get("score"), "wall_s": r.get("execution_time"),
                                    "miou_tests": miou, "isolation": extra.get("isolation"),
