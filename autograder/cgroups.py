@@ -218,18 +218,24 @@ class SandboxCgroup:
         for g in self.groups:
             _kill_all(g)
 
-    def oom_killed(self) -> bool:
-        """True when the memory limit has killed a process of this group (best effort)."""
+    def oom_kills(self) -> int:
+        """How many processes of this group the memory limit has killed so far (best effort: 0
+        where the kernel does not count them)."""
+        n = 0
         for g in self.groups:
-            for name, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+            for name in ("memory.events", "memory.oom_control"):  # v2, v1
                 try:
                     for line in (g / name).read_text().splitlines():
                         k, _, v = line.partition(" ")
-                        if k == key and int(v) > 0:
-                            return True
+                        if k == "oom_kill":
+                            n += int(v)
                 except (OSError, ValueError):
                     pass
-        return False
+        return n
+
+    def oom_killed(self) -> bool:
+        """True when the memory limit has killed a process of this group."""
+        return self.oom_kills() > 0
 
     def remove(self) -> None:
         """Kill what is left inside and remove the groups."""

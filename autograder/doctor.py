@@ -55,7 +55,7 @@ def _sandbox_check(device: str, scratch: Path, slot: int, log) -> bool:
         sb.start()
         r = sb.request("call", name="doctor_check", calls=[{"args": ["cpu" if device == "cpu" else "cuda:0"]}])
         res = r["results"][0]
-    except (SandboxError, FileNotFoundError, OSError) as err:
+    except (SandboxError, OSError) as err:
         _, errout = sb.output_tail(600)
         log(f"  {what}: FAILED: the sandbox did not run the check: {err}"
             + (f"\n    worker stderr: {errout.strip()[-600:]}" if errout.strip() else ""))

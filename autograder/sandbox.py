@@ -391,6 +391,7 @@ class Sandbox:
         self.uid = BASE_UID + self.slot if self.mode == "root+setpriv" else os.getuid()
         cuda = _is_cuda(device)
         self._cgroup = None
+        self._oom_seen = 0
         if memory_limit_mode in ("auto", "cgroup"):
             self._cgroup = cgroups.create(self.slot, self.memory_bytes, self.max_procs)
         self.memory_limits = memory_limits(memory_limit_mode, cuda, self._cgroup is not None)
@@ -484,6 +485,7 @@ class Sandbox:
                 f.unlink()
         if "cgroup" in self.memory_limits and self._cgroup is None:  # closed, then started again
             self._cgroup = cgroups.create(self.slot, self.memory_bytes, self.max_procs)
+            self._oom_seen = 0
             if self._cgroup is None:
                 raise SandboxError("the sandbox's cgroup could not be made again (infrastructure)")
             self._finalizer = weakref.finalize(self, self._cgroup.remove)
@@ -491,8 +493,12 @@ class Sandbox:
             if self.mode == "root+setpriv":
                 os.chown(self.scratch, self.uid, self.uid)
             os.chmod(self.scratch, 0o700)
-            cmd = bwrap_command(self.scratch, self.uid, self.device, userns=self.mode == "user-namespace",
-                                gpu_nodes=self.gpu_nodes) + [_python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH]
+            try:
+                cmd = bwrap_command(self.scratch, self.uid, self.device, userns=self.mode == "user-namespace",
+                                    gpu_nodes=self.gpu_nodes) + [_python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH]
+            except FileNotFoundError as err:  # the leased GPU's device file is missing
+                raise SandboxError(f"the grading machine could not give this submission its GPU ({err}); "
+                                   "this is a problem of the grading machine, not of your code") from err
         else:
             cmd = [_python(), "-I", str(WORKER), str(self.scratch)]
         r_in, w_in = os.pipe()   # grader -> worker
@@ -624,6 +630,11 @@ class Sandbox:
                 if line == "":
                     code = self._proc.wait() if self._proc is not None else None
                     self._kill()
+                    if self._cgroup is not None and self._cgroup.oom_kills() > self._oom_seen:
+                        self._oom_seen = self._cgroup.oom_kills()
+                        raise WorkerCrashed(f"your code used more than the memory limit of "
+                                            f"{_size(self.memory_bytes)} and was stopped: look for "
+                                            "very large tensors, or results kept in a growing list")
                     raise WorkerCrashed(f"the Python process running your code exited (exit code "
                                         f"{code}) instead of answering: look for sys.exit, "
                                         "os._exit, or code that crashes or exhausts memory")

@@ -47,7 +47,32 @@ def grade(student):
                      "problems": r.problems}
 with ThreadPoolExecutor(max_workers=2) as pool:
     res = dict(pool.map(grade, subs))
-print("RESULT " + json.dumps({"mode": isolation_mode(), "uid": os.getuid(), "results": res}))
+from autograder.sandbox import Sandbox
+PROBE = """
+import os, socket, time
+def probe(paths):
+    out = {"exists": [p for p in paths if os.path.exists(p)], "uid": os.getuid()}
+    try:
+        socket.create_connection(("1.1.1.1", 80), timeout=2)
+        out["net"] = "connected"
+    except OSError as err:
+        out["net"] = type(err).__name__
+    made = 0
+    for _ in range(400):
+        try:
+            if os.fork() == 0:
+                time.sleep(2)
+                os._exit(0)
+            made += 1
+        except OSError:
+            break
+    out["forks"] = made
+    return out
+"""
+hidden = [os.environ["REPO"] + "/autograder", str(out), "/root/.bashrc", "/root/.ssh"]
+with Sandbox([{"grade_id": "p", "source": PROBE}], out / "probe" / "s", slot=5, max_procs=64) as sb:
+    probe = sb.request("call", name="probe", calls=[{"args": [hidden]}])["results"][0]["value"]
+print("RESULT " + json.dumps({"mode": isolation_mode(), "uid": os.getuid(), "results": res, "probe": probe}))
 '''
 
 
@@ -104,6 +129,13 @@ def test_nonroot_grader_uses_a_user_namespace(nonroot_run):
     assert res["mode"] == "user-namespace", "bubblewrap should work for a non-root grader here"
     for r in res["results"].values():
         assert "user namespace" in r["isolation"] and "limits: memory:" in r["isolation"], r["isolation"]
+
+
+def test_nonroot_sandbox_hides_the_grader_cuts_the_network_and_bounds_forks(nonroot_run):
+    res, _ = nonroot_run
+    probe = res["probe"]
+    assert probe["exists"] == [] and probe["net"] != "connected", probe
+    assert probe["forks"] < 64, probe  # RLIMIT_NPROC: the uid's processes + 64
 
 
 def test_nonroot_scores_are_unchanged_and_the_forger_contained(nonroot_run):

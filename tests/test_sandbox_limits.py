@@ -54,7 +54,7 @@ def test_cgroup_stops_a_touched_6gb_allocation_and_a_fork_loop(tmp_path):
         assert all(g.is_dir() for g in groups)
         # no RLIMIT_AS: the allocation itself succeeds, and the cgroup kills the worker
         assert call(sb, "rlimits")["value"]["as"] == resource.RLIM_INFINITY
-        with pytest.raises(WorkerCrashed):
+        with pytest.raises(WorkerCrashed, match="memory limit of 1.0 GiB"):
             call(sb, "touch", 6)
         assert sb._cgroup.oom_killed()
         made = call(sb, "fork_many", 200)  # the worker restarted, under the same limits
