@@ -352,6 +352,8 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
         tail = log_path.read_text(errors="replace")[-1500:]
         raise InfrastructureError(f"the hidden tests' process ended without outcomes ({how}); "
                                   f"log tail:\n{tail}") from None
+    if extra.get("infrastructure"):  # the sandbox could not be had on this machine
+        raise InfrastructureError(extra["infrastructure"])
     outcomes = extra.get("outcomes", {})
     result.isolation = extra.get("isolation", "")
     result.problems += extra.get("events", [])

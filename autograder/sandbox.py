@@ -86,6 +86,12 @@ class BudgetExceeded(SandboxError):
     pass
 
 
+class SandboxUnavailable(SandboxError):
+    """The grading machine could not give this submission a sandbox (a missing GPU device file,
+    a cgroup that cannot be made): an infrastructure failure, never the student's fault. The
+    grading job turns it into an infrastructure error, which is retried and never scored."""
+
+
 def check_plain(x, path="response", depth=0):
     """Raise :class:`BadResponse` unless ``x`` is built only of exact plain types.
 
@@ -487,7 +493,7 @@ class Sandbox:
             self._cgroup = cgroups.create(self.slot, self.memory_bytes, self.max_procs)
             self._oom_seen = 0
             if self._cgroup is None:
-                raise SandboxError("the sandbox's cgroup could not be made again (infrastructure)")
+                raise SandboxUnavailable("the sandbox's cgroup could not be made again (infrastructure)")
             self._finalizer = weakref.finalize(self, self._cgroup.remove)
         if self.use_bwrap:
             if self.mode == "root+setpriv":
@@ -497,7 +503,7 @@ class Sandbox:
                 cmd = bwrap_command(self.scratch, self.uid, self.device, userns=self.mode == "user-namespace",
                                     gpu_nodes=self.gpu_nodes) + [_python(), "-I", SANDBOX_WORKER, SANDBOX_SCRATCH]
             except FileNotFoundError as err:  # the leased GPU's device file is missing
-                raise SandboxError(f"the grading machine could not give this submission its GPU ({err}); "
+                raise SandboxUnavailable(f"the grading machine could not give this submission its GPU ({err}); "
                                    "this is a problem of the grading machine, not of your code") from err
         else:
             cmd = [_python(), "-I", str(WORKER), str(self.scratch)]

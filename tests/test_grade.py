@@ -142,6 +142,25 @@ def test_pytest_process_dying_is_an_infrastructure_error(tmp_path, monkeypatch):
     assert not list((tmp_path / "scratch").glob("zed.*"))  # its scratch is gone
 
 
+def test_a_sandbox_the_machine_cannot_give_is_an_infrastructure_error(tmp_path, monkeypatch):
+    """The real job and hidden tests: a GPU job on a machine without that GPU's device file is the
+    grading machine's failure (retried, never scored), not a zero for the student."""
+    from autograder.sandbox import bwrap_works
+
+    if not bwrap_works():
+        pytest.skip("needs bubblewrap (the GPU device files are bound into its sandbox)")
+    if Path("/dev/nvidia7").exists():
+        pytest.skip("this machine has an eighth GPU")
+    real = job.pytest_command
+    monkeypatch.setattr(job, "pytest_command",  # one hidden test is enough to start the sandbox
+                        lambda cfg, bundle: [*real(cfg, bundle), "-k", "test_fcn32s_layer_names"])
+    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks").glob("*.ipynb"))}
+    settings = GradingSettings(scratch_root=str(tmp_path / "scratch"))
+    r = job.grade_job(GradeJob("gpuless", nbs, settings, device="cuda:7"))
+    assert "not of your code" in r.infrastructure_error and "GPU" in r.infrastructure_error
+    assert r.tests and all(t.status == "not_run" for t in r.tests) and r.max_score == 0
+
+
 def test_stale_scratch_of_a_dead_grader_is_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
