@@ -332,6 +332,9 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
     cfg_path = work / "config.json"
     cfg_path.write_text(json.dumps(config, indent=1))
     env = dict(os.environ)
+    # `--gpus` ids are PCI bus order (nvidia-smi's), as in the sandbox (autograder.gpus): the trusted
+    # side's cuda:N must name the same GPU
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("PYTEST_ADDOPTS", None)
     log_path = work / "pytest.log"
