@@ -100,7 +100,8 @@ def detect_layout(mounts_file: Path = Path("/proc/self/mounts"),
     return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists on this machine (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -161,7 +162,7 @@ def remove_stale(layout: CgroupLayout) -> list[Path]:
             continue
         for group in entries:
             m = _NAME.match(group.name)
-            if m and not _alive(int(m.group(1))) and _kill_and_remove(group):
+            if m and not pid_alive(int(m.group(1))) and _kill_and_remove(group):
                 removed.append(group)
     return removed
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.bundle import REPO, Bundle
+from autograder.cgroups import pid_alive
 from autograder.results import SubmissionResult, TestResult
 from autograder.settings import PYTEST_GRACE_S, GradingSettings
 
@@ -135,16 +136,6 @@ def infrastructure_result(student: str, message: str, template: list[TestResult]
 # ------------------------------------------------------------------------------ scratch and slots
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_scratch(root: str | os.PathLike) -> list[Path]:
     """Remove ``<root>/<student>.slot<N>.<pid>.*`` folders whose grader process is gone (a killed
     run's leftovers); returns what was removed."""
@@ -152,7 +143,7 @@ def clean_stale_scratch(root: str | os.PathLike) -> list[Path]:
     for d in Path(root).glob("*.slot*.*.*"):
         parts = d.name.split(".")
         pids = [p for p in parts if p.isdigit()]
-        if d.is_dir() and pids and not _pid_alive(int(pids[0])):
+        if d.is_dir() and pids and not pid_alive(int(pids[0])):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
