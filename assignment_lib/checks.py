@@ -84,7 +84,7 @@ _FCN32S_LAYERS = (*_VGG_CONVS, "score_fr", "upscore")
 _FCN8S_LAYERS = (*_VGG_CONVS, "score_fr", "score_pool3", "score_pool4", "upscore2",
                  "upscore_pool4", "upscore8")
 
-#: transposed_conv_padding cases, shared with the hidden tests (autograder/hidden_tests):
+#: transposed_conv_padding cases, the same ones the grader tries after hand-in:
 #: (kernel_size, stride) at stride 2; at other strides, kernels smaller than the stride included;
 #: and inputs that must raise ValueError. Every input size in PADDING_SIZES must map to stride * H.
 PADDING_STRIDE2 = tuple((k, 2) for k in range(1, 8))
@@ -396,7 +396,7 @@ def check_fcn8s(cls) -> None:
 def check_transposed_conv_padding(fn) -> None:
     """Check ``fn(kernel_size, stride=2) -> (padding, output_padding)``.
 
-    The same cases as the hidden tests: kernel sizes 1..7 at stride 2 (:data:`PADDING_STRIDE2`);
+    The same cases as the grader tries after hand-in: kernel sizes 1..7 at stride 2 (:data:`PADDING_STRIDE2`);
     kernel sizes 1..7 at strides 3 and 4, so also kernels smaller than the stride, and 16 at
     stride 8 (:data:`PADDING_OTHER_STRIDES`): ``nn.ConvTranspose2d(kernel_size, stride, padding,
     output_padding)`` built from ``fn``'s answer must map every size H in :data:`PADDING_SIZES` to
