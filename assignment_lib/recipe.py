@@ -1,10 +1,11 @@
 """Train and predict under a grading recipe: the ONE implementation calibration and grading share.
 
-A recipe arrives as plain data (``autograder.recipes.Recipe.to_dict()``: ``init``, ``config`` (a
-:meth:`assignment_lib.train.TrainConfig.to_dict`), ``data`` with ``max_side``). The autograder's
+A recipe arrives as plain data (a dict with ``init``, ``config`` (a
+:meth:`assignment_lib.train.TrainConfig.to_dict`) and ``data`` with ``max_side``). The instructors'
 calibration calls :func:`train_and_predict` on the reference solution; grading calls it inside the
 sandbox on a submission's class, with training pairs and test IMAGES only (the mIoU is computed by
-the trusted grader against labels the sandbox never saw).
+the trusted grader against labels the sandbox never saw). The instructor-side recipe classes,
+which write these dicts, ship with the grader, not with the student bundle.
 """
 
 from __future__ import annotations
