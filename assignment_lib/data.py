@@ -32,7 +32,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from assignment_lib.config import REPO_ROOT
@@ -305,7 +304,8 @@ def _load_pair_u8(root: Path, image_id: str, max_side: int | None) -> tuple[np.n
     return hit
 
 
-def _load_split_u8(split: str, root, max_side: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def load_split_u8(split: str, root, max_side: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`load_split` with the targets kept as uint8 (the cached form; 8x smaller than int64)."""
     root = find_data_root(root)
     return [_load_pair_u8(root, image_id, max_side) for image_id in split_ids(split, root)]
 
@@ -327,54 +327,7 @@ def load_split(
     Raises:
         DataError: see :func:`split_ids` and :func:`read_pair`.
     """
-    return [(image, target.astype(np.int64)) for image, target in _load_split_u8(split, root, max_side)]
+    return [(image, target.astype(np.int64)) for image, target in load_split_u8(split, root, max_side)]
 
 
 # ---------------------------------------------------------------------------------------- dataset
-
-
-class CMPFacade(torch.utils.data.Dataset):
-    """CMP Facade split as a torch ``Dataset`` of ``(image, target)``.
-
-    Args:
-        split: ``"train"``, ``"val"`` or ``"test"`` (see :func:`split_ids`).
-        root: data folder (see :func:`find_data_root`).
-        transform: a joint transform called as ``transform(tv_tensors.Image, tv_tensors.Mask)``,
-            e.g. ``assignment_lib.transforms.train_transforms(320)``; default
-            ``assignment_lib.transforms.eval_transforms()``.
-        max_side: shrink each pair so its longer side is at most this many px (see :func:`load_split`).
-        cache: True (default) decodes every file once (:func:`load_split`); False decodes on every
-            access (slow; for benchmarks).
-
-    Items: ``image`` float32 (3, H, W), ImageNet-normalised (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`);
-    ``target`` int64 (H, W) with class indices 0..11 and ``IGNORE_INDEX`` (255) where a transform
-    padded.
-    """
-
-    def __init__(self, split="train", root=None, transform=None, max_side=None, cache=True):
-        from assignment_lib import transforms as _t  # lazy: keeps `data` a leaf module at import
-
-        self.split = split
-        self.root = find_data_root(root)
-        self.ids = split_ids(split, self.root)
-        self.max_side = max_side
-        self.transform = transform if transform is not None else _t.eval_transforms()
-        self._pairs = _load_split_u8(split, self.root, max_side) if cache else None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._pairs is not None:
-            return self._pairs[index]
-        image, target = read_pair(self.root, self.ids[index])
-        return resize_pair(image, target.astype(np.uint8), self.max_side)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from torchvision import tv_tensors
-
-        image, target = self._pair(index)
-        image_t = tv_tensors.Image(torch.from_numpy(np.array(image)).permute(2, 0, 1))
-        mask_t = tv_tensors.Mask(torch.from_numpy(np.array(target)).to(torch.int64))
-        image_t, mask_t = self.transform(image_t, mask_t)
-        return image_t.as_subclass(torch.Tensor), mask_t.as_subclass(torch.Tensor).to(torch.int64)

@@ -15,9 +15,7 @@ never a grade and never up to date: it is listed in the summary and regraded by 
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from autograder import analytics, reports
 from autograder.bundle import Bundle
 from autograder.executors import EXECUTORS, DaskExecutor, LocalExecutor
 from autograder.fingerprint import fingerprint
-from autograder.job import GradeJob, InfrastructureError
-from autograder.results import SubmissionResult
+from autograder.job import GradeJob
+from autograder.results import InfrastructureError, SubmissionResult
 from autograder.settings import GradingSettings
 from autograder.store import ResultsStore
 from autograder.submissions import Submission
@@ -77,17 +75,6 @@ class GradeOptions:
             raise ValueError(f"--executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.settings.miou == "gpu" and self.executor == "local" and not self.gpus:
             raise ValueError("--miou gpu needs GPUs: pass --gpus 0 (or several ids)")
-
-
-def load_callable(spec: str) -> Callable:
-    """Import ``"package.module:function"``; raises ``ValueError`` naming ``spec`` if it is wrong."""
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"expected 'module:function', got {spec!r}")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load {spec!r}: {e}") from e
 
 
 @dataclass

@@ -20,6 +20,7 @@ a grade or as up to date.
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import os
 import shutil
@@ -28,14 +29,14 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.bundle import REPO, Bundle
 from autograder.cgroups import pid_alive
-from autograder.results import SubmissionResult, TestResult
+from autograder.results import InfrastructureError, SubmissionResult, TestResult
 from autograder.settings import PYTEST_GRACE_S, GradingSettings
 
 ASSIGNMENT = "fcn_segmentation"
@@ -83,8 +84,15 @@ class GradeJob:
                       "bundle": Bundle(**d["bundle"])})
 
 
-class InfrastructureError(RuntimeError):
-    """The grader could not grade a submission for reasons of its own (never the student's)."""
+def load_callable(spec: str) -> Callable:
+    """Import ``"package.module:function"``; raises ``ValueError`` naming ``spec`` if it is wrong."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"expected 'module:function', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r}: {e}") from e
 
 
 # ------------------------------------------------------------------------------ result builders
@@ -278,8 +286,6 @@ def grade_job(job: GradeJob) -> SubmissionResult:
 
 def _run(job: GradeJob, template: list[TestResult]) -> SubmissionResult:
     if job.runner:
-        from autograder.grade import load_callable
-
         result = load_callable(job.runner)(job)
         if not isinstance(result, SubmissionResult):
             raise TypeError(f"the runner returned {type(result).__name__}, not SubmissionResult")

@@ -281,9 +281,9 @@ def check_tier_ready(settings, bundle) -> None:
         bundle: the :class:`autograder.bundle.Bundle` whose ``thresholds.json`` is used.
 
     Raises:
-        autograder.job.InfrastructureError: why, and what to do about it.
+        autograder.results.InfrastructureError: why, and what to do about it.
     """
-    from autograder.job import InfrastructureError
+    from autograder.results import InfrastructureError
 
     if settings.miou == "none":
         return

@@ -19,6 +19,11 @@ STATUSES = ("passed", "failed", "error", "not_run")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
+class InfrastructureError(RuntimeError):
+    """The grader could not grade a submission for reasons of its own (never the student's): such a
+    result is reported and retried, never scored."""
+
+
 @dataclass
 class TestResult:
     """One hidden test's outcome.

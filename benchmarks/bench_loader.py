@@ -43,20 +43,20 @@ def main() -> None:
         os.environ["FCN_KIT_CACHE"] = cache
         import torch
 
-        from assignment_lib import data
+        from assignment_lib import data, dataset
 
         torch.set_num_threads(1)
         root = data.find_data_root(args.root)
         print(f"data root {root}, split {args.split}, max_side {max_side}, {args.epochs} epoch(s) each, 1 thread")
 
         start = time.perf_counter()
-        cached = data.CMPFacade(args.split, root=root, max_side=max_side)
+        cached = dataset.CMPFacade(args.split, root=root, max_side=max_side)
         print(f"filling the cache (decode once + write .npz): {time.perf_counter() - start:6.2f} s")
         data.clear_memory_cache()
         start = time.perf_counter()
-        cached = data.CMPFacade(args.split, root=root, max_side=max_side)
+        cached = dataset.CMPFacade(args.split, root=root, max_side=max_side)
         print(f"loading from the disk cache (a new process):   {time.perf_counter() - start:6.2f} s")
-        uncached = data.CMPFacade(args.split, root=root, max_side=max_side, cache=False)
+        uncached = dataset.CMPFacade(args.split, root=root, max_side=max_side, cache=False)
 
         best = {"uncached": float("inf"), "cached": float("inf")}
         for _ in range(args.epochs):

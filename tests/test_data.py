@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from assignment_lib import data
+from assignment_lib import data, dataset
 from assignment_lib.data import DataError
 
 SIZES = {"train": 300, "val": 28, "test": 50}
@@ -302,7 +302,7 @@ def test_damaged_cache_entry_is_rewritten(sample_root, cache_tmp, count_decodes)
 def test_cmpfacade_items(sample_root, cache_tmp):
     from assignment_lib.transforms import denormalize, train_transforms
 
-    ds = data.CMPFacade("val", root=sample_root)
+    ds = dataset.CMPFacade("val", root=sample_root)
     pairs = data.load_split("val", sample_root)
     assert len(ds) == 4
     image, target = ds[2]
@@ -312,8 +312,8 @@ def test_cmpfacade_items(sample_root, cache_tmp):
     assert np.abs(denormalize(image).astype(int) - pairs[2][0]).max() <= 1
     assert abs(float(image.mean())) < 2.5, "the image must be normalised, not 0..255"
 
-    ds = data.CMPFacade("train", root=sample_root, transform=train_transforms(96), max_side=128)
+    ds = dataset.CMPFacade("train", root=sample_root, transform=train_transforms(96), max_side=128)
     image, target = ds[0]
     assert image.shape == (3, 96, 96) and target.shape == (96, 96) and target.dtype == torch.int64
-    uncached = data.CMPFacade("val", root=sample_root, cache=False)
-    torch.testing.assert_close(uncached[1][0], data.CMPFacade("val", root=sample_root)[1][0])
+    uncached = dataset.CMPFacade("val", root=sample_root, cache=False)
+    torch.testing.assert_close(uncached[1][0], dataset.CMPFacade("val", root=sample_root)[1][0])

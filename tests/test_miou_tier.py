@@ -64,7 +64,7 @@ def _settings(**kw):
 
 def test_tier_refuses_data_other_than_the_calibrations(sample_root):
     from autograder.bundle import Bundle
-    from autograder.job import InfrastructureError
+    from autograder.results import InfrastructureError
 
     with pytest.raises(InfrastructureError, match="not the data the threshold was calibrated on"):
         recipes.check_tier_ready(_settings(data_root=str(sample_root)), Bundle.default())
@@ -72,7 +72,7 @@ def test_tier_refuses_data_other_than_the_calibrations(sample_root):
 
 def test_tier_refuses_without_weights(full_data_root, monkeypatch, tmp_path):
     from autograder.bundle import Bundle
-    from autograder.job import InfrastructureError
+    from autograder.results import InfrastructureError
 
     monkeypatch.setenv("VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     with pytest.raises(InfrastructureError, match="VGG16_WEIGHTS"):
