@@ -504,11 +504,11 @@ def check_soft_iou_loss(fn) -> None:
     _ok(f"hand-computed 3-class case: {expected:.5f}")
 
     # The same case with smooth=1 (the grader tries other smooth values too): class 0:
-    # (2/3 + 1) / (8/3 + 1) = 5/11; classes 1 and 2: (1/3 + 1) / (2 + 1) = 4/9.
-    expected = 1 - (5 / 11 + 4 / 9 + 4 / 9) / 3
+    # (2/3 + 1) / (8/3 + 1) = 5/11; classes 1 and 2: (1/3 + 1) / (2 + 1) = (4/3) / 3.
+    expected = 1 - (5 / 11 + 2 * (4 / 3) / 3) / 3
     loss = _loss_value(fn, zeros, hand_target, smooth=1.0).item()
     assert abs(loss - expected) < 1e-4, (
-        f"with smooth=1.0 the same case gives {loss:.5f}, expected 1 - (5/11 + 4/9 + 4/9)/3 = "
+        f"with smooth=1.0 the same case gives {loss:.5f}, expected 1 - (5/11 + 2 * (4/3)/3)/3 = "
         f"{expected:.5f}: use the smooth argument (do not hard-code it) and add it to both the "
         f"intersection and the union of each class.")
     _ok("the smooth argument is added to intersection and union")
