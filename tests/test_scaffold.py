@@ -16,13 +16,17 @@ from autograder.settings import GradingSettings
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    from autograder.release import release
+    """Two scaffolds and a half-written assignment (no assignment.toml yet), released together."""
+    from autograder.release import release_all
 
     root = tmp_path_factory.mktemp("scaffold")
-    assert cli(["new", "toy", "--assignments-root", str(root / "assignments"),
-                "--notebooks-root", str(root / "notebooks")]) == 0
-    spec = get_assignment("toy", root / "assignments", root / "notebooks")
-    return root, spec, release(root / "build", spec)
+    for name in ("toy", "toy2"):
+        assert cli(["new", name, "--assignments-root", str(root / "assignments"),
+                    "--notebooks-root", str(root / "notebooks")]) == 0
+    (root / "assignments" / "half_done" / "hidden_tests").mkdir(parents=True)
+    done = release_all(root / "build", root / "assignments", root / "notebooks")
+    assert sorted(done) == ["toy", "toy2"] and done["toy"].course == done["toy2"].course
+    return root, get_assignment("toy", root / "assignments", root / "notebooks"), done["toy"]
 
 
 def _submission(paths, answer: str) -> dict[str, bytes]:
@@ -40,6 +44,9 @@ def test_scaffold_releases_with_the_rubric_points(toy):
     assert "raise NotImplementedError" in released["square"].source
     assert "return x * x" not in (paths.bundle / "toy.ipynb").read_text()  # the solution line
     assert paths.zip.is_file() and (paths.course / "source" / "toy" / "toy.ipynb").is_file()
+    # one course for every assignment, one student bundle each
+    assert sorted(p.name for p in (paths.course / "release").iterdir()) == ["toy", "toy2"]
+    assert (root / "build" / "toy2_student.zip").is_file()
     assert cli(["new", "toy", "--assignments-root", str(root / "assignments"),
                 "--notebooks-root", str(root / "notebooks")]) == 2  # never overwrites
     assert cli(["new", "Bad-Name", "--assignments-root", str(root / "assignments")]) == 2
