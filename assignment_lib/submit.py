@@ -82,13 +82,14 @@ def expected_cells_from_notebooks(notebooks: list[Path], assignment: str | None 
     return out
 
 
-def load_expected(path: Path | None = None) -> dict:
+def load_expected(path: Path | None = None, folder: Path | None = None) -> dict:
     """The expected-cells manifest: ``path``, else ``expected_cells.json`` next to this module,
-    else (in the instructors' repository, with exactly one assignment there) computed from
-    ``notebooks/<assignment>/*.ipynb``.
+    else (in the instructors' repository) computed from ``notebooks/<assignment>/*.ipynb`` of the
+    one assignment there, or of the one whose notebooks ``folder`` (the notebooks being handed
+    in) holds.
 
     Raises:
-        FileNotFoundError: if none of these exist (or the repository holds several assignments).
+        FileNotFoundError: if none of these exist (or no single assignment fits).
         ValueError: if the manifest is not valid JSON of the expected shape.
     """
     path = Path(path) if path else EXPECTED_CELLS
@@ -100,7 +101,13 @@ def load_expected(path: Path | None = None) -> dict:
             raise ValueError(f"{path} is not a valid expected-cells manifest: {e}") from e
         return data
     folders = sorted({p.parent for p in (REPO_ROOT / "notebooks").glob("*/*.ipynb")})
+    if len(folders) > 1 and folder is not None:
+        folders = [f for f in folders if any((Path(folder) / p.name).is_file() for p in f.glob("*.ipynb"))]
     source = sorted(folders[0].glob("*.ipynb")) if len(folders) == 1 else []
+    if len(folders) > 1:
+        raise FileNotFoundError(
+            f"no {path.name} next to assignment_lib, and notebooks/ holds several assignments "
+            f"({', '.join(f.name for f in folders)}): pass --dir the folder of one assignment's notebooks")
     if not source:
         raise FileNotFoundError(
             f"no {path.name} next to assignment_lib and no notebooks/ folder: unpack the "
@@ -329,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --dir {folder} is not a folder", file=sys.stderr)
         return 2
     try:
-        expected = load_expected(args.expected)
+        expected = load_expected(args.expected, folder)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -164,9 +164,12 @@ def test_bad_manifest(folder, capsys):
     assert "not a valid expected-cells manifest" in capsys.readouterr().err
 
 
-def test_repo_manifest_lists_graded_cells_and_answers():
-    """In the repository (no expected_cells.json) the manifest comes from the source notebooks."""
-    expected = submit.load_expected(submit.EXPECTED_CELLS.with_name("no_such_file.json"))
+def test_repo_manifest_lists_graded_cells_and_answers(tmp_path):
+    """In the repository (no expected_cells.json) the manifest comes from the source notebooks of
+    the assignment whose notebooks are being handed in."""
+    (tmp_path / "fcn_segmentation.ipynb").write_text("{}")
+    expected = submit.load_expected(submit.EXPECTED_CELLS.with_name("no_such_file.json"), tmp_path)
+    assert expected["assignment"] == "fcn_segmentation"
     fcn = expected["notebooks"]["fcn_segmentation.ipynb"]
     assert {"fcn32s", "check_fcn32s", "fcn8s", "check_fcn8s"} <= set(fcn["grade_ids"])
     assert fcn["answers"] == ["q1_pretrained", "q2_fcn32s_vs_fcn8s", "q3_skip_ablation",
