@@ -44,10 +44,10 @@ MISTAKES = {
     "ema_tau_swapped": ("ema_update", "ema_update", [("xi.mul_(tau).add_(theta, alpha=1 - tau)",
                                                      "xi.mul_(1 - tau).add_(theta, alpha=tau)")], "swapped"),
     "ema_without_no_grad": ("ema_update", "ema_update", [
-        ("    with torch.no_grad():\n        for xi, theta in zip(target.parameters(), online.parameters()):\n"
-         "            xi.mul_(tau).add_(theta, alpha=1 - tau)",
-         "    for xi, theta in zip(target.parameters(), online.parameters()):\n"
-         "        xi.mul_(tau).add_(theta, alpha=1 - tau)")], "no_grad"),
+        (("    with torch.no_grad():\n        for xi, theta in zip(target.parameters(), online.parameters()):\n"
+          "            xi.mul_(tau).add_(theta, alpha=1 - tau)"),
+         ("    for xi, theta in zip(target.parameters(), online.parameters()):\n"
+          "        xi.mul_(tau).add_(theta, alpha=1 - tau)"))], "no_grad"),
     "ema_not_in_place": ("ema_update", "ema_update", [("xi.mul_(tau).add_(theta, alpha=1 - tau)",
                                                       "xi = tau * xi + (1 - tau) * theta")], "in place"),
     "ema_updates_online": ("ema_update", "ema_update", [("xi.mul_(tau).add_(theta, alpha=1 - tau)",
