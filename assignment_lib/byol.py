@@ -13,7 +13,7 @@ What is here:
   optimiser step on the online network and then calls **your** ``ema_update(target, online, tau)``
   with tau following the paper's cosine schedule from ``config.tau`` to 1;
 - :func:`resnet18_encoder`: torchvision's ResNet-18 without weights, its classifier removed
-  (512 features), its stem adapted to small images;
+  (512 features);
 - :func:`train_classifier` / :func:`accuracy`: the downstream evaluation (a linear head on the
   encoder, either fine-tuning everything or with the backbone frozen).
 
@@ -99,7 +99,7 @@ def as_uint8_batch(images) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (N, H, W, 3), got an array of shape {images.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        images = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2)  # a writable copy
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
         raise ValueError(f"images must be uint8, got {getattr(images, 'dtype', type(images))}")
     if images.ndim != 4 or images.shape[1] != 3:
@@ -150,17 +150,25 @@ def mlp_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 
 
 def resnet18_encoder() -> nn.Module:
-    """torchvision's ResNet-18 without pretrained weights, ``fc`` replaced by ``nn.Identity``:
-    float ``(N, 3, H, W)`` -> ``(N, 512)`` features. For small crops (64-96 px) the stem is the
-    CIFAR one of the SimCLR/BYOL small-image experiments: a 3x3 stride-1 ``conv1`` and no max
-    pooling, so the last block still sees a 4x4 (or larger) map."""
+    """torchvision's ResNet-18 without pretrained weights (``weights=None``), ``fc`` replaced by
+    ``nn.Identity``: float ``(N, 3, H, W)`` -> ``(N, 512)`` features (global average pooled, so any
+    H, W >= 32 works; the notebook uses 32-64 px crops)."""
     from torchvision.models import resnet18
 
     net = resnet18(weights=None)
-    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-    net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     return net
+
+
+def few_per_class(labels, n_per_class: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``n_per_class`` items of each class of ``labels`` (int ``(N,)``), drawn
+    without replacement (``numpy.random.default_rng(seed)``), sorted; ``None`` = all indices."""
+    labels = np.asarray(labels)
+    if n_per_class is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:n_per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picked))
 
 
 def feature_dim(encoder: nn.Module, image_size: int = 32) -> int:
