@@ -56,6 +56,21 @@ SIZES = {
                   "train": {"steps": 2, "batch_size": 2, "crop_size": 32, "eval_every": 1},
                   "finetune": {"steps": 2, "batch_size": 2, "crop_size": 32}},
     },
+    # transfer_and_features: ``parts``: assignment_lib.facade_parts.PartsConfig fields;
+    # ``n_train_images`` / ``n_test_images``: facades cut into parts (None = the whole split);
+    # ``n_train`` / ``n_test``: parts used (a seeded random subset; None = all); ``train``:
+    # assignment_lib.transfer.ClassifierConfig fields, the same for the three modes.
+    "transfer_and_features": {
+        "gpu": {"parts": {"size": 96}, "n_train_images": None, "n_test_images": None,
+                "n_train": None, "n_test": None,
+                "train": {"epochs": 8, "batch_size": 64, "lr": 1e-4}},
+        "cpu": {"parts": {"size": 64}, "n_train_images": None, "n_test_images": None,
+                "n_train": 1200, "n_test": 400,
+                "train": {"epochs": 3, "batch_size": 32, "lr": 1e-4}},
+        "smoke": {"parts": {"size": 32}, "n_train_images": 4, "n_test_images": 2,
+                  "n_train": 32, "n_test": 24,
+                  "train": {"epochs": 2, "batch_size": 16, "lr": 1e-4}},
+    },
     # byol_and_aspp: max_side/n_train/n_test/train size the two segmentation heads on VGG-16
     # (stride 16; batches of >= 2: ASPP's pooled branch has BatchNorm on 1x1 maps); "byol"
     # pre-trains ResNet-18 on the unlabelled pool ("pool": random train crops); "classifier" is
@@ -124,7 +139,7 @@ SMOKE = BUDGET == "smoke"
 
 
 def sizes(notebook: str, budget: str | None = None) -> dict:
-    """The training sizes of ``notebook`` (``"fcn_segmentation"`` or ``"upsampling_and_iou"``)
+    """The training sizes of ``notebook`` (a key of :data:`SIZES`, e.g. ``"fcn_segmentation"``)
     under ``budget`` (default :data:`BUDGET`): a copy of the :data:`SIZES` entry.
 
     Raises:

@@ -228,7 +228,8 @@ def format_counts(parts: FacadeParts) -> str:
 
 
 def load_parts(split: str, root: str | os.PathLike | None = None,
-               config: PartsConfig | None = None, verbose: bool = True) -> FacadeParts:
+               config: PartsConfig | None = None, n_images: int | None = None,
+               verbose: bool = True) -> FacadeParts:
     """The parts of every facade of ``split``, cut as the module docstring says.
 
     Args:
@@ -236,6 +237,7 @@ def load_parts(split: str, root: str | os.PathLike | None = None,
             :func:`assignment_lib.data.split_ids`).
         root: data folder (see :func:`assignment_lib.data.find_data_root`).
         config: default ``PartsConfig()``.
+        n_images: use only the first ``n_images`` facades of the split (id order); ``None``: all.
         verbose: print the class counts (:func:`format_counts`).
 
     Returns:
@@ -246,7 +248,7 @@ def load_parts(split: str, root: str | os.PathLike | None = None,
     """
     config = config or PartsConfig()
     root = find_data_root(root)
-    ids = split_ids(split, root)
+    ids = split_ids(split, root)[:n_images]
 
     def build() -> dict:
         out = {"images": [], "labels": [], "boxes": [], "image_ids": []}
