@@ -14,8 +14,9 @@ What is here:
   with tau following the paper's cosine schedule from ``config.tau`` to 1;
 - :func:`resnet18_encoder`: torchvision's ResNet-18 without weights, its classifier removed
   (512 features);
-- :func:`train_classifier` / :func:`accuracy`: the downstream evaluation (a linear head on the
-  encoder, either fine-tuning everything or with the backbone frozen).
+- :class:`LinearClassifier` / :func:`to_inputs`: the downstream evaluation (a linear head on the
+  encoder, fine-tuning everything or with the backbone frozen), trained with
+  :func:`assignment_lib.transfer.fit_classifier`.
 
 Images everywhere are uint8, either a tensor ``(N, 3, H, W)`` or an array ``(N, H, W, 3)``
 (:func:`as_uint8_batch`); all square crops of the same size.
@@ -291,112 +292,40 @@ def pretrain(encoder: nn.Module, images, config: BYOLConfig, *,
 # ------------------------------------------------------------------------ downstream evaluation
 
 
-@dataclass
-class ClassifierConfig:
-    """Settings of one downstream run (:func:`train_classifier`).
+class LinearClassifier(nn.Module):
+    """``encoder`` followed by ``head = nn.Linear(D, n_classes)``: float ``(N, 3, S, S)`` ->
+    logits ``(N, n_classes)``.
 
-    Attributes:
-        steps: optimiser steps. ``batch_size``: images per step. ``lr``: Adam learning rate
-            (the backbone gets ``lr * backbone_lr_scale`` when it is fine-tuned).
-        freeze_backbone: train only the linear head (a linear probe) when True.
-        image_size: the side the images are resized to (train: random resized crop + flip).
-        seed: seeds the head, the batch order and the augmentation.
+    With ``freeze_backbone`` the encoder's parameters get ``requires_grad=False`` and the encoder
+    stays in eval mode even when the classifier is put in train mode, so its BatchNorm statistics
+    do not move either: a linear probe of the features. Train it with
+    :func:`assignment_lib.transfer.fit_classifier` (which optimises only trainable parameters).
     """
 
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    backbone_lr_scale: float = 0.1
-    freeze_backbone: bool = False
-    image_size: int = 64
-    seed: int = 0
+    def __init__(self, encoder: nn.Module, n_classes: int, freeze_backbone: bool = False,
+                 image_size: int = 32):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(feature_dim(encoder, image_size), n_classes)
+        self.freeze_backbone = freeze_backbone
+        for p in encoder.parameters():
+            p.requires_grad_(not freeze_backbone)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_backbone:
+            self.encoder.eval()
+        return self
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ClassifierConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown ClassifierConfig fields {unknown}")
-        return cls(**d)
-
-
-def _resize(batch_u8: torch.Tensor, size: int) -> torch.Tensor:
-    if batch_u8.shape[-1] == size and batch_u8.shape[-2] == size:
-        return batch_u8
-    return F.interpolate(batch_u8.float(), size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    def forward(self, x):
+        return self.head(self.encoder(x))
 
 
-def train_classifier(encoder: nn.Module, n_classes: int, images, labels, config: ClassifierConfig,
-                     *, device=None, progress=False) -> nn.Sequential:
-    """A linear classifier on ``encoder``: ``nn.Sequential(encoder, nn.Linear(D, n_classes))``,
-    trained with cross-entropy. With ``config.freeze_backbone`` only the head learns (the encoder
-    stays in eval mode, so its BatchNorm statistics do not move either); otherwise everything
-    learns, the backbone at ``lr * backbone_lr_scale``. ``encoder`` is modified in place.
-
-    Args:
-        images: uint8 (:func:`as_uint8_batch` formats); labels: int ``(N,)`` in ``[0, n_classes)``.
-
-    Returns:
-        the trained classifier (on ``device``): float ``(N, 3, S, S)`` -> logits ``(N, n_classes)``.
-
-    Raises:
-        ValueError: images and labels of different lengths, or labels out of range.
-    """
-    from torchvision.transforms import v2
-    from tqdm.auto import tqdm
-
-    x = as_uint8_batch(images)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"{len(x)} images but {len(y)} labels")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"labels must be in [0, {n_classes}), got [{int(y.min())}, {int(y.max())}]")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    head = nn.Linear(feature_dim(encoder, config.image_size), n_classes)
-    model = nn.Sequential(encoder, head).to(dev)
-    for p in encoder.parameters():
-        p.requires_grad_(not config.freeze_backbone)
-    groups = [{"params": head.parameters(), "lr": config.lr}]
-    if not config.freeze_backbone:
-        groups.append({"params": encoder.parameters(), "lr": config.lr * config.backbone_lr_scale})
-    opt = torch.optim.Adam(groups)
-    aug = v2.Compose([v2.RandomResizedCrop(config.image_size, scale=(0.6, 1.0), antialias=True),
-                      v2.RandomHorizontalFlip()])
-    for _ in tqdm(range(config.steps), desc="classifier", disable=not progress):
-        model.train()
-        if config.freeze_backbone:
-            encoder.eval()
-        idx = torch.randperm(len(x), generator=gen)[:config.batch_size]
-        xb = torch.stack([aug(im) for im in x[idx]])
-        logits = model(normalize(xb.to(dev)))
-        loss = F.cross_entropy(logits, y[idx].to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    for p in encoder.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    return model
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, images, image_size: int, *, device=None,
-                   batch_size: int = 256) -> torch.Tensor:
-    """Class indices int64 ``(N,)`` predicted by ``model`` (eval mode) for uint8 ``images``."""
-    x = as_uint8_batch(images)
-    dev = next(model.parameters()).device if device is None else torch.device(device)
-    model.eval()
-    out = [model(normalize(_resize(x[i:i + batch_size], image_size).to(dev))).argmax(1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
-
-
-def accuracy(model: nn.Module, images, labels, image_size: int, *, device=None) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` on uint8 ``images`` with int ``labels``."""
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    return float((predict_labels(model, images, image_size, device=device) == y).float().mean())
+def to_inputs(images, image_size: int) -> torch.Tensor:
+    """uint8 images (:func:`as_uint8_batch` formats) -> float32 ``(N, 3, image_size, image_size)``,
+    resized (bilinear, antialiased) and ImageNet-normalised: the classifiers' inputs."""
+    x = normalize(as_uint8_batch(images))
+    if x.shape[-2:] != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
+                          align_corners=False)
+    return x
