@@ -23,7 +23,7 @@ NOTEBOOKS = {
         "q8_ce_vs_iou"},
     "transfer_learning/byol_and_aspp.ipynb": {
         "byol_imports", "aspp", "check_aspp", "byol_loss", "check_byol_loss", "ema_update",
-        "check_ema_update", "q_aspp_vs_fcn", "q_byol_vs_supervised"},
+        "check_ema_update", "q4_aspp_vs_fcn", "q5_byol_vs_supervised"},
 }
 #: All notebooks together must run in smoke mode within this many seconds on 2 cores
 #: (byol_and_aspp.ipynb: about 20 s with the facade-parts cache built, 45 s without).
