@@ -31,6 +31,19 @@ MISTAKES = {
     "aspp_sum_instead_of_concat": ("aspp", "ASPP", [
         ("return self.project(torch.cat(maps, dim=1))",
          "return self.project(torch.cat([sum(maps)] * len(maps), dim=1))")], "differs"),
+    "aspp_pooling_branch_removed": ("aspp", "ASPP", [
+        (("        branches.append(nn.Sequential(nn.AdaptiveAvgPool2d(1),\n"
+         "                                      nn.Conv2d(in_channels, out_channels, 1, bias=False),\n"
+         "                                      nn.BatchNorm2d(out_channels), nn.ReLU()))\n"), ""),
+        (("        maps = [branch(x) for branch in self.convs[:-1]]\n        pooled = self.convs[-1](x)\n"
+         "        maps.append(F.interpolate(pooled, size=size, mode=\"bilinear\", align_corners=False))\n"),
+         "        maps = [branch(x) for branch in self.convs]\n")], "parameters"),
+    "loss_mse_of_raw_vectors": ("byol_loss", "byol_loss", [
+        (("    p = F.normalize(p, dim=1)\n    z = F.normalize(z.detach(), dim=1)\n"
+         "    return (2 - 2 * (p * z).sum(dim=1)).mean()"), "    return F.mse_loss(p, z.detach())")],
+        "normalise"),
+    "ema_copies_online": ("ema_update", "ema_update", [("xi.mul_(tau).add_(theta, alpha=1 - tau)",
+                                                       "xi.copy_(theta)")], "tau"),
     "loss_no_normalisation": ("byol_loss", "byol_loss", [
         ("    p = F.normalize(p, dim=1)\n    z = F.normalize(z.detach(), dim=1)\n", "    z = z.detach()\n")],
         "normalise"),
