@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, fields
 MIOU_TIERS = ("none", "cpu", "gpu")
 #: Requests that build or run a full FCN get this many request timeouts (a loaded machine must not
 #: cost an honest submission points).
-HEAVY_REQUESTS = {"describe": 4, "forward": 4, "loss_grad": 2}
+HEAVY_REQUESTS = {"describe": 4, "forward": 4, "loss_grad": 2, "new": 4, "invoke": 4, "load": 2,
+                  "state": 2}
 #: Seconds the sandbox may take to start, on top of one request timeout (imports torch).
 START_GRACE_S = 30.0
 #: Seconds the pytest process may run past the submission budget before it counts as an

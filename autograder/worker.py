@@ -34,6 +34,10 @@ _Tensor = torch.Tensor
 
 NAMESPACE: dict = {"__name__": "__main__"}
 _MODELS: dict = {}
+#: Objects the grader refers to by a string handle (``{"$handle": H}`` in a request's arguments).
+_HANDLES: dict = {}
+#: Dotted paths a request may name besides the submission's own names (imported here, in the sandbox).
+_IMPORTABLE = ("torch.", "torchvision.", "assignment_lib.")
 _MAX_TRACEBACK = 4000
 
 
@@ -131,8 +135,9 @@ def _no_reset(self):
     pass
 
 
-def op_describe(req):
-    model = _construct(req["name"], req["n_classes"])
+def _summary(model: nn.Module, trainable: bool = False) -> dict:
+    """Layers (name, type, hyper-parameters; transposed convolutions with their weights), the
+    state dict's names and shapes (with ``requires_grad`` when ``trainable``), parameter counts."""
     modules = []
     for mname, m in model.named_modules():
         if not mname:
@@ -142,10 +147,24 @@ def op_describe(req):
             entry["weight"] = m.weight
             entry["bias_tensor"] = m.bias if m.bias is not None else None
         modules.append(entry)
-    params = [[n, list(p.shape)] for n, p in model.state_dict().items()]
-    n_params = sum(p.numel() for p in model.parameters())
-    return {"modules": modules, "params": params, "n_params": int(n_params),
-            "model_type": type(model).__name__}
+    out = {"modules": modules, "n_params": int(sum(p.numel() for p in model.parameters())),
+           "model_type": type(model).__name__}
+    if trainable:
+        grads = {n: p.requires_grad for n, p in model.named_parameters()}
+        out["params"] = [[n, list(t.shape), bool(grads.get(n, False))]
+                         for n, t in model.state_dict().items()]
+        out["n_trainable"] = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    else:
+        out["params"] = [[n, list(p.shape)] for n, p in model.state_dict().items()]
+    return out
+
+
+def op_describe(req):
+    """By handle (``{"handle": H}``: any stored module, with ``requires_grad`` per tensor and
+    ``n_trainable``), or the FCN form ``{"name", "n_classes"}`` (builds ``name(n_classes=...)``)."""
+    if req.get("handle") is not None:
+        return _summary(_module(req["handle"]), trainable=True)
+    return _summary(_construct(req["name"], req["n_classes"]))
 
 
 def make_weights(spec) -> list:
@@ -156,7 +175,7 @@ def make_weights(spec) -> list:
     out = []
     for i, (name, shape, std) in enumerate(spec["params"]):
         g = torch.Generator().manual_seed(int(spec["seed"]) * 1_000_003 + i)
-        out.append((name, torch.randn(*shape, generator=g, dtype=torch.float32) * float(std)))
+        out.append((name, torch.randn(tuple(shape), generator=g, dtype=torch.float32) * float(std)))
     return out
 
 
@@ -178,7 +197,27 @@ def load_by_name_or_order(model: nn.Module, tensors: list) -> str:
         "ones by name or by order and shape: check the layers, their order and their sizes")
 
 
+def _run_forward(model, inputs) -> list:
+    outs = []
+    for x in inputs:
+        try:
+            y = model(_unwrap(x))
+            outs.append({"ok": True, "output": _plain(y) if isinstance(y, torch.Tensor) else None,
+                         "type": type(y).__name__})
+        except Exception:
+            outs.append({"ok": False, "error": _tb()})
+    return outs
+
+
 def op_forward(req):
+    """``{"handle": H, "inputs", "train": False}`` runs a stored module (eval mode and no gradients
+    unless ``train``); the FCN form ``{"name", "n_classes", "weights", "inputs"}`` builds it."""
+    if req.get("handle") is not None:
+        model = _module(req["handle"])
+        train = bool(req.get("train", False))
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            return {"outputs": _run_forward(model, req["inputs"])}
     spec = req.get("weights")
     key = (req["name"], req["n_classes"], None if spec is None else spec["seed"])
     if key not in _MODELS:
@@ -188,15 +227,8 @@ def op_forward(req):
         model.eval()
         _MODELS[key] = (model, matched)
     model, matched = _MODELS[key]
-    outs = []
     with torch.no_grad():
-        for x in req["inputs"]:
-            try:
-                y = model(x)
-                outs.append({"ok": True, "output": _plain(y) if isinstance(y, torch.Tensor) else None,
-                             "type": type(y).__name__})
-            except Exception:
-                outs.append({"ok": False, "error": _tb()})
+        outs = _run_forward(model, req["inputs"])
     return {"matched_by": matched, "outputs": outs}
 
 
@@ -257,8 +289,120 @@ def op_train_predict(req):
     return {"predictions": [torch.as_tensor(p) for p in out["predictions"]]}
 
 
+# ------------------------------------------------------------------ generic ops (by handle)
+
+
+def _resolve(name):
+    """A callable named by a request: ``{"$handle": H}`` (a stored object), a name the submission's
+    cells define, or a dotted path under :data:`_IMPORTABLE` imported here, inside the sandbox."""
+    if isinstance(name, dict):
+        return _unwrap(name)
+    if not isinstance(name, str):
+        raise TypeError(f"expected a name or a handle, got {type(name).__name__}")
+    if not name.startswith(_IMPORTABLE):
+        return _defined(name)
+    import importlib
+
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise NameError(f"{name} cannot be imported")
+
+
+def _unwrap(x, depth=0):
+    """``x`` with every ``{"$handle": H}`` replaced by the object stored under ``H``."""
+    if depth > 20:
+        return x
+    if isinstance(x, dict):
+        if set(x) == {"$handle"}:
+            h = x["$handle"]
+            if h not in _HANDLES:
+                raise KeyError(f"no object is stored under the handle {h!r} (its construction "
+                               "failed, or the worker restarted after an earlier failure)")
+            return _HANDLES[h]
+        return {k: _unwrap(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unwrap(v, depth + 1) for v in x]
+    return x
+
+
+def _module(handle) -> nn.Module:
+    obj = _unwrap({"$handle": handle})
+    if not isinstance(obj, nn.Module):
+        raise TypeError(f"the object under handle {handle!r} is a {type(obj).__name__}, not an "
+                        "nn.Module")
+    return obj
+
+
+def op_new(req):
+    """Store ``factory(*args, **kwargs)`` under ``handle`` (after ``torch.manual_seed(seed)`` when a
+    seed is given); returns the module's summary (as ``describe``) or the plain value."""
+    factory = _resolve(req["factory"])
+    args, kwargs = _unwrap(list(req.get("args", []))), _unwrap(dict(req.get("kwargs", {})))
+    if req.get("seed") is not None:
+        torch.manual_seed(int(req["seed"]))
+    _HANDLES.pop(req["handle"], None)
+    obj = factory(*args, **kwargs)
+    _HANDLES[req["handle"]] = obj
+    return _summary(obj, trainable=True) if isinstance(obj, nn.Module) else _plain(obj)
+
+
+def op_invoke(req):
+    """Call ``name(*args, **kwargs)``; store the result under ``handle`` when given. ``grad`` lists
+    argument positions (int) or keyword names whose tensors get ``requires_grad=True``; the worker
+    then backpropagates ``value.sum()`` and returns ``grads`` (None where no gradient arrived)."""
+    try:
+        fn = _resolve(req["name"])
+        args, kwargs = _unwrap(list(req.get("args", []))), _unwrap(dict(req.get("kwargs", {})))
+        leaves = {}
+        for key in req.get("grad", []):
+            box, k = (args, key) if isinstance(key, int) else (kwargs, key)
+            if isinstance(box[k], torch.Tensor):
+                box[k] = box[k].detach().clone().requires_grad_(True)
+                leaves[key] = box[k]
+        value = fn(*args, **kwargs)
+        if req.get("handle") is not None:
+            _HANDLES[req["handle"]] = value
+        out = {"ok": True, "value": _plain(value), "type": type(value).__name__}
+        if isinstance(value, torch.Tensor):
+            out["requires_grad"] = bool(value.requires_grad)
+        if "grad" in req:
+            grads = {str(k): None for k in req["grad"]}
+            if leaves and isinstance(value, torch.Tensor) and value.requires_grad:
+                keys = list(leaves)
+                got = torch.autograd.grad(value.sum(), [leaves[k] for k in keys], allow_unused=True)
+                grads.update({str(k): g for k, g in zip(keys, got)})
+            out["grads"] = grads
+        return out
+    except Exception as err:
+        return {"ok": False, "raised": type(err).__name__, "message": str(err)[:500], "error": _tb()}
+
+
+def op_state(req):
+    """``{"tensors": [[name, tensor, requires_grad]]}`` of a stored module, in state-dict order."""
+    model = _module(req["handle"])
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    return {"tensors": [[n, t, bool(grads.get(n, False))] for n, t in model.state_dict().items()]}
+
+
+def op_load(req):
+    """Load ``tensors`` (``[[name, tensor]]``) or the random ``weights`` spec into a stored module,
+    by name, else by order and shape; returns ``{"matched_by": "name" | "order"}``."""
+    model = _module(req["handle"])
+    tensors = req.get("tensors")
+    tensors = make_weights(req["weights"]) if tensors is None else [(n, t) for n, t in tensors]
+    return {"matched_by": load_by_name_or_order(model, tensors)}
+
+
 OPS = {"exec_cells": op_exec_cells, "describe": op_describe, "forward": op_forward,
        "call": op_call, "loss_grad": op_loss_grad, "train_predict": op_train_predict,
+       "new": op_new, "invoke": op_invoke, "state": op_state, "load": op_load,
        "ping": lambda req: {"pong": True}}
 
 

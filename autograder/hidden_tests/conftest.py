@@ -168,6 +168,90 @@ class SandboxHandle:
             return r
         return self.cached(("describe", name, n_classes), run)
 
+    # Generic requests: objects live in the sandbox under string handles; ``ref(H)`` names one
+    # inside the arguments. A name is one the submission's cells define, or a dotted path under
+    # ``torch.``, ``torchvision.`` or ``assignment_lib.`` (imported inside the sandbox).
+
+    @staticmethod
+    def ref(handle: str) -> dict:
+        """The marker that stands for the object stored under ``handle`` in a request's arguments."""
+        return {"$handle": handle}
+
+    def new(self, handle: str, factory: str, *args, seed: int | None = None, **kwargs):
+        """Store ``factory(*args, **kwargs)`` under ``handle`` in the sandbox (``torch.manual_seed(seed)``
+        first when ``seed`` is given).
+
+        Returns:
+            for an ``nn.Module``, its summary (as :meth:`describe_handle`); else the plain value.
+
+        Raises:
+            SandboxError: the construction failed (the worker's traceback in the message).
+        """
+        return self.request("new", handle=handle, factory=factory, args=list(args), kwargs=kwargs,
+                            seed=seed)
+
+    def invoke(self, name: str, *args, handle: str | None = None, grad=(), **kwargs) -> dict:
+        """Call ``name(*args, **kwargs)`` in the sandbox; store the result under ``handle`` if given.
+
+        ``grad``: argument positions (int) or keyword names whose tensors are sent with
+        ``requires_grad=True``; the worker backpropagates ``value.sum()``.
+
+        Returns:
+            ``{"ok": True, "value": plain data, "type": type name}``, plus ``"requires_grad"`` for a
+            tensor value and, with ``grad``, ``"grads": {position or name: tensor or None}`` (None: no
+            gradient reached it).
+
+        Raises:
+            CallRaised: the call raised (``.raised``: the exception's type name, ``.message``).
+            SandboxError: the request itself failed (timeout, crash).
+        """
+        r = self.request("invoke", name=name, args=list(args), kwargs=kwargs, handle=handle,
+                         grad=list(grad))
+        if not r.get("ok"):
+            raise CallRaised(name, r.get("raised", ""), r.get("message", ""))
+        if "grads" in r:
+            r["grads"] = {int(k) if k.isdigit() else k: v for k, v in r["grads"].items()}
+        return r
+
+    def describe_handle(self, handle: str) -> dict:
+        """``{"modules": [{name, type, attrs}], "params": [[name, shape, requires_grad]],
+        "n_params", "n_trainable", "model_type"}`` of the module stored under ``handle``."""
+        return self.request("describe", handle=handle)
+
+    def state(self, handle: str) -> list:
+        """``[[name, tensor, requires_grad]]`` of the stored module's state dict, in its order."""
+        return self.request("state", handle=handle)["tensors"]
+
+    def load(self, handle: str, tensors=None, weights: dict | None = None) -> str:
+        """Load ``tensors`` (``[(name, tensor)]``) or a :func:`weight_spec` into the stored module, by
+        name, else by order and shape. Returns ``"name"`` or ``"order"``.
+
+        Raises:
+            SandboxError: neither matches (the message says to check the layers' order and sizes).
+        """
+        if (tensors is None) == (weights is None):
+            raise ValueError("give exactly one of tensors= or weights=")
+        payload = {"weights": weights} if tensors is None else {
+            "tensors": [[str(n), t.detach().cpu().contiguous()] for n, t in tensors]}
+        return self.request("load", handle=handle, **payload)["matched_by"]
+
+    def forward_handle(self, handle: str, inputs, train: bool = False) -> list[dict]:
+        """Run the stored module on each input (eval mode, no gradients, unless ``train``).
+
+        Returns:
+            one ``{"ok": True, "output": tensor or None, "type"}`` or ``{"ok": False, "error"}`` per
+            input.
+        """
+        return self.request("forward", handle=handle, inputs=list(inputs), train=train)["outputs"]
+
+
+class CallRaised(SandboxError):
+    """A call made with :meth:`SandboxHandle.invoke` raised inside the sandbox."""
+
+    def __init__(self, name: str, raised: str, message: str):
+        super().__init__(f"{name} raised {raised}: {message}")
+        self.raised, self.message = raised, message
+
 
 @pytest.fixture(scope="session")
 def submission(grading, request):
@@ -234,7 +318,7 @@ def make_weights(spec) -> dict:
     out = {}
     for i, (name, shape, std) in enumerate(spec["params"]):
         g = torch.Generator().manual_seed(int(spec["seed"]) * 1_000_003 + i)
-        out[name] = torch.randn(*shape, generator=g, dtype=torch.float32) * float(std)
+        out[name] = torch.randn(tuple(shape), generator=g, dtype=torch.float32) * float(std)
     return out
 
 
