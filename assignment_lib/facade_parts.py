@@ -118,7 +118,7 @@ class FacadeParts:
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)``: x float32 (N, 3, S, S) ImageNet-normalised (:func:`to_tensor`), y int64 (N,)."""
-        return to_tensor(self.images), torch.from_numpy(np.asarray(self.labels, dtype=np.int64))
+        return to_tensor(self.images), torch.from_numpy(np.array(self.labels, dtype=np.int64))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
