@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from autograder.hidden_tests.conftest import SandboxHandle
+from autograder.hidden_plugin import SandboxHandle
 from autograder.sandbox import Sandbox, SandboxError
 from tests.test_byol_aspp_checks import MISTAKES, NB, _cells
 

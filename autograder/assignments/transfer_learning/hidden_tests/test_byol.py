@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder.hidden_tests.conftest import CallRaised
+from autograder.hidden_plugin import CallRaised
 
 SEED = 20200613
 
