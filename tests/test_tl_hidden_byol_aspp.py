@@ -13,7 +13,7 @@ import pytest
 
 from autograder.hidden_plugin import SandboxHandle
 from autograder.sandbox import Sandbox, SandboxError
-from tests.test_byol_aspp_checks import MISTAKES, NB, _cells
+from tests.test_byol_aspp_checks import MISTAKES, _cells
 
 HIDDEN = "autograder/assignments/transfer_learning/hidden_tests"
 #: grade_id of the answer cell -> the name it defines.
@@ -120,5 +120,12 @@ def test_each_mistake_loses_points_in_its_part(env, mistake):
         assert len(message) > 40, f"{test_name} fails {mistake} without a teaching message: {message!r}"
 
 
-def test_the_notebook_path(repo_root):
-    assert (repo_root / NB).is_file()
+def test_every_hidden_test_has_a_rubric_entry_of_its_part(repo_root, env):
+    from autograder.assignment import get_assignment
+    from autograder.rubric import load_rubric
+
+    rubric = load_rubric(get_assignment("transfer_learning").rubric)
+    _, _, modules = env
+    for part in ANSWERS:
+        for test in _tests(modules[part], part):
+            assert test.__name__ in rubric and rubric[test.__name__].part == part, test.__name__
