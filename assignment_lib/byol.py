@@ -3,8 +3,9 @@ built around the two functions the notebook asks you to write.
 
 What is here:
 
-- :func:`augmentation`: the two-view augmentation of the paper, scaled down to small crops
-  (torchvision ``transforms.v2``: random resized crop, flip, colour jitter, grey, blur, solarise);
+- :func:`augment` / :func:`two_views`: the augmentation of the paper scaled down to small crops
+  (random resized crop, flip, colour jitter, grey, blur, solarise), batched on the GPU with
+  per-image random parameters (``torchvision.ops.roi_align`` and ``transforms.v2.functional``);
 - :func:`mlp_head`: the projector / predictor MLP (Linear, BatchNorm, ReLU, Linear);
 - :class:`BYOL`: online network (encoder, projector, predictor) and its target (an EMA copy of
   encoder and projector, never trained by the optimiser);
@@ -110,35 +111,77 @@ def as_uint8_batch(images) -> torch.Tensor:
 
 def normalize(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 ``(N, 3, H, W)`` -> float32, ImageNet mean/std normalised (as the encoders expect)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images_u8.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images_u8.device).view(1, 3, 1, 1)
-    return (images_u8.float() / 255.0 - mean) / std
+    return normalize01(images_u8.float() / 255.0)
 
 
-def augmentation(image_size: int):
-    """BYOL's augmentation (Grill et al., Table 6, both views' common parts) for one uint8
-    ``(3, H, W)`` image -> uint8 ``(3, image_size, image_size)``: random resized crop (scale 0.2-1),
-    horizontal flip, colour jitter (p = 0.8), greyscale (p = 0.2), Gaussian blur (p = 0.5),
-    solarisation (p = 0.1). Normalisation happens later, on the batch (:func:`normalize`)."""
-    from torchvision.transforms import v2
-
-    blur = max(3, (image_size // 10) | 1)  # odd kernel, about 10 % of the side
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(blur, sigma=(0.1, 2.0))], p=0.5),
-        v2.RandomSolarize(128, p=0.1),
-    ])
+def _uniform(n: int, low: float, high: float, device) -> torch.Tensor:
+    return torch.empty(n, device=device).uniform_(low, high)
 
 
-def two_views(batch_u8: torch.Tensor, transform) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independently augmented uint8 views ``(N, 3, S, S)`` of each image of ``batch_u8``
-    (each image gets its own random parameters; torch's RNG draws them)."""
-    v1 = torch.stack([transform(im) for im in batch_u8])
-    v2_ = torch.stack([transform(im) for im in batch_u8])
-    return v1, v2_
+def augment(images: torch.Tensor, size: int) -> torch.Tensor:
+    """One BYOL view of each image (Grill et al. 2020, Table 6, scaled to small crops), batched and
+    on the images' device, each image with its own random parameters (torch's RNG):
+
+    random resized crop (area 0.2-1, aspect ratio 3/4-4/3, :func:`torchvision.ops.roi_align`),
+    horizontal flip (p = 0.5), colour jitter (p = 0.8: brightness and contrast factors in
+    [0.6, 1.4], saturation in [0.8, 1.2] per image, one hue shift in [-0.1, 0.1] per batch),
+    greyscale (p = 0.2), Gaussian blur (p = 0.5; kernel about 10 % of the side, one sigma in
+    [0.1, 2] per batch), solarisation (p = 0.1).
+
+    Args:
+        images: float (N, 3, H, W) in [0, 1].
+        size: side of the output.
+
+    Returns:
+        float (N, 3, size, size) in [0, 1].
+    """
+    from torchvision.ops import roi_align
+    from torchvision.transforms.v2 import functional as TF
+
+    n, _, h, w = images.shape
+    dev = images.device
+    area = _uniform(n, 0.2, 1.0, dev) * h * w
+    ratio = torch.exp(_uniform(n, math.log(3 / 4), math.log(4 / 3), dev))
+    cw = torch.sqrt(area * ratio).clamp(1, w)
+    ch = torch.sqrt(area / ratio).clamp(1, h)
+    x0 = torch.rand(n, device=dev) * (w - cw)
+    y0 = torch.rand(n, device=dev) * (h - ch)
+    boxes = torch.stack([torch.arange(n, device=dev, dtype=images.dtype), x0, y0, x0 + cw, y0 + ch], 1)
+    x = roi_align(images, boxes, output_size=(size, size), sampling_ratio=2, aligned=True)
+
+    def per_image(p):
+        return (torch.rand(n, device=dev) < p).view(n, 1, 1, 1)
+
+    x = torch.where(per_image(0.5), x.flip(-1), x)
+    jitter = per_image(0.8)
+    grey = TF.rgb_to_grayscale(x)
+    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+    y = x * _uniform(n, 0.6, 1.4, dev).view(n, 1, 1, 1)
+    c = _uniform(n, 0.6, 1.4, dev).view(n, 1, 1, 1)
+    y = (c * y + (1 - c) * mean).clamp(0, 1)
+    sat = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1, 1)
+    y = (sat * y + (1 - sat) * TF.rgb_to_grayscale(y)).clamp(0, 1)
+    y = TF.adjust_hue(y, float(_uniform(1, -0.1, 0.1, "cpu")))
+    x = torch.where(jitter, y, x)
+    x = torch.where(per_image(0.2), TF.rgb_to_grayscale(x, num_output_channels=3), x)
+    kernel = max(3, (size // 10) | 1)
+    sigma = float(_uniform(1, 0.1, 2.0, "cpu"))
+    x = torch.where(per_image(0.5), TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma]), x)
+    return torch.where(per_image(0.1) & (x >= 0.5), 1 - x, x)
+
+
+def two_views(batch_u8: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent :func:`augment` views of uint8 ``(N, 3, H, W)`` images (on any device),
+    ImageNet-normalised: float ``(N, 3, size, size)`` each."""
+    x = batch_u8.float() / 255.0
+    return normalize01(augment(x, size)), normalize01(augment(x, size))
+
+
+def normalize01(x: torch.Tensor) -> torch.Tensor:
+    """float (N, 3, H, W) in [0, 1] -> ImageNet mean/std normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 # ---------------------------------------------------------------------------------- networks
@@ -258,18 +301,17 @@ def pretrain(encoder: nn.Module, images, config: BYOLConfig, *,
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
+    pool = pool.to(dev)  # the augmentations run where the network does
     model = BYOL(encoder, config.hidden_dim, config.projection_dim, config.image_size).to(dev)
     params = list(model.online.parameters()) + list(model.predictor.parameters())
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    transform = augmentation(config.image_size)
     batch = min(config.batch_size, len(pool))
     history = {"step": [], "loss": [], "tau": []}
     start = time.time()
     model.train()
     for step in tqdm(range(config.steps), desc="BYOL", disable=not progress):
-        idx = torch.randperm(len(pool), generator=gen)[:batch]
-        v1, v2_ = two_views(pool[idx], transform)
-        x1, x2 = normalize(v1.to(dev)), normalize(v2_.to(dev))
+        idx = torch.randperm(len(pool), generator=gen)[:batch].to(dev)
+        x1, x2 = two_views(pool[idx], config.image_size)
         p1, p2 = model.online_prediction(x1), model.online_prediction(x2)
         z1, z2 = model.target_projection(x1), model.target_projection(x2)
         loss = loss_fn(p1, z2) + loss_fn(p2, z1)

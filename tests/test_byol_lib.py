@@ -114,3 +114,18 @@ def test_linear_classifier_frozen_backbone_stays_in_eval_mode():
     assert model(torch.zeros(2, 3, 16, 16)).shape == (2, 5)
     free = byol.LinearClassifier(small_encoder(), 5, image_size=16).train()
     assert free.encoder.training and all(p.requires_grad for p in free.encoder.parameters())
+
+
+def test_augment_is_batched_per_image_and_seeded():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 24, 30, generator=g)
+    torch.manual_seed(1)
+    a = byol.augment(x, 12)
+    assert a.shape == (16, 3, 12, 12) and a.min() >= 0 and a.max() <= 1
+    torch.manual_seed(1)
+    assert torch.equal(byol.augment(x, 12), a)
+    same = torch.stack([x[0]] * 16)
+    views = byol.augment(same, 12)  # one image, 16 views: each its own crop and colours
+    assert len({v.sum().item() for v in views}) > 12
+    v1, v2 = byol.two_views((x * 255).to(torch.uint8), 12)
+    assert v1.shape == v2.shape == (16, 3, 12, 12) and not torch.equal(v1, v2)
