@@ -92,7 +92,7 @@ SIZES = {
                           "eval_every": 40, "amp": False},
                 "byol": {"pool": 2000, "steps": 100, "batch_size": 64, "image_size": 32},
                 "supervised": {"n_train": 1000, "epochs": 3, "batch_size": 64, "lr": 1e-3},
-                "classifier": {"n_per_class": 30, "n_test": None, "epochs": 8, "batch_size": 64,
+                "classifier": {"n_per_class": 30, "n_test": 600, "epochs": 8, "batch_size": 64,
                                "lr": 1e-3}},
         "smoke": {"max_side": 48, "n_train": 4, "n_test": 1,
                   "train": {"steps": 1, "batch_size": 2, "crop_size": 32, "optimizer": "adam",
