@@ -5,7 +5,7 @@ of ``--size`` px, bf16 autocast + channels-last on CUDA, fp32 on CPU), FLOPs per
 (forward + backward, counted by ``torch.utils.flop_counter.FlopCounterMode``), the achieved
 TFLOP/s, the measured dense-matmul peak of the same device (bf16 on CUDA, fp32 on CPU), their
 ratio, the peak GPU memory (CUDA only) and the time to reach the calibrated mIoU threshold (GPU
-only, needs a measured ``autograder/thresholds.json``; "n/a" otherwise).
+only, needs a measured ``autograder/assignments/fcn_segmentation/thresholds.json``; "n/a" otherwise).
 
 Then it writes the figures (with date, device and versions) into ``docs/benchmarks.md``, in a
 section per device that replaces the previous section for the same device.

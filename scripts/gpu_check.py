@@ -13,7 +13,7 @@ Steps, in order of importance, each a subprocess with a time limit, under one bu
 
 It writes under ``--out`` (default ``$OUT``): ``gpu_check.log`` (everything), ``gpu_check.json``
 (the figures and each step's status), ``thresholds.json`` and ``benchmarks.md`` (the repository's
-files with the GPU entries and the CUDA sections; copy them over ``autograder/thresholds.json`` and
+files with the GPU entries and the CUDA sections; copy them over ``autograder/assignments/fcn_segmentation/thresholds.json`` and
 ``docs/benchmarks.md``). When the sandbox cannot start, it says so plainly, still measures the
 trusted-side figures (calibration, benchmark) and reports the sandboxed ones as not measured.
 
@@ -310,7 +310,7 @@ def main(argv=None) -> int:
 
     # 2. calibration (FCN-8s first)
     thresholds = args.out / "thresholds.json"
-    shutil.copy(REPO / "autograder" / "thresholds.json", thresholds)
+    shutil.copy(REPO / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json", thresholds)
     tier, seeds = ("gpu", args.seeds.split()) if cuda else ("cpu", ["0"])
     cal = [py, "-m", "autograder", "calibrate", "--tier", tier, "--seeds", *seeds, "--wrong-seeds", "0",
            "--out", str(thresholds), "--device", device, "--recipes"]
