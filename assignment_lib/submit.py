@@ -2,7 +2,7 @@
 
 Usage (from the folder that holds the notebooks)::
 
-    python -m assignment_lib.submit --student YOUR_ID            # writes YOUR_ID_fcn_segmentation.zip
+    python -m assignment_lib.submit --student YOUR_ID            # writes YOUR_ID_<assignment>.zip
     python -m assignment_lib.submit --dir path/to/notebooks --out hand_in.zip --student YOUR_ID
 
 Before packing, every notebook of the assignment is checked:
@@ -48,7 +48,6 @@ import nbformat
 from .config import BUDGETS, REPO_ROOT
 from .run_record import RUN_KEYS, RUN_RECORD_MIME
 
-ASSIGNMENT = "fcn_segmentation"
 #: The manifest of expected graded cells, written by the release next to this module.
 EXPECTED_CELLS = Path(__file__).resolve().parent / "expected_cells.json"
 #: The text nbgrader puts in an unanswered inline-question cell.
@@ -57,14 +56,17 @@ ANSWER_STUB = "YOUR ANSWER HERE"
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 
 
-def expected_cells_from_notebooks(notebooks: list[Path]) -> dict:
-    """Build the expected-cells manifest from (source or release) notebooks.
+def expected_cells_from_notebooks(notebooks: list[Path], assignment: str | None = None) -> dict:
+    """Build the expected-cells manifest from (source or release) notebooks of ``assignment``
+    (default: the name of the folder that holds the first notebook, ``notebooks/<assignment>/``).
 
     Returns:
         ``{"assignment": ..., "notebooks": {file name: {"grade_ids": [...], "answers": [...]}}}``
         where ``answers`` are the grade_ids of the manually graded markdown cells (inline answers).
     """
-    out = {"assignment": ASSIGNMENT, "notebooks": {}}
+    if assignment is None:
+        assignment = Path(notebooks[0]).resolve().parent.name if notebooks else ""
+    out = {"assignment": assignment, "notebooks": {}}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         ids, answers = [], []
@@ -82,10 +84,11 @@ def expected_cells_from_notebooks(notebooks: list[Path]) -> dict:
 
 def load_expected(path: Path | None = None) -> dict:
     """The expected-cells manifest: ``path``, else ``expected_cells.json`` next to this module,
-    else (in the instructors' repository) computed from ``notebooks/*.ipynb``.
+    else (in the instructors' repository, with exactly one assignment there) computed from
+    ``notebooks/<assignment>/*.ipynb``.
 
     Raises:
-        FileNotFoundError: if none of these exist.
+        FileNotFoundError: if none of these exist (or the repository holds several assignments).
         ValueError: if the manifest is not valid JSON of the expected shape.
     """
     path = Path(path) if path else EXPECTED_CELLS
@@ -96,7 +99,8 @@ def load_expected(path: Path | None = None) -> dict:
         except (ValueError, KeyError, TypeError, AssertionError) as e:
             raise ValueError(f"{path} is not a valid expected-cells manifest: {e}") from e
         return data
-    source = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+    folders = sorted({p.parent for p in (REPO_ROOT / "notebooks").glob("*/*.ipynb")})
+    source = sorted(folders[0].glob("*.ipynb")) if len(folders) == 1 else []
     if not source:
         raise FileNotFoundError(
             f"no {path.name} next to assignment_lib and no notebooks/ folder: unpack the "
@@ -271,7 +275,7 @@ def pack(folder: Path, out: Path, student: str, expected: dict, problems: list[s
     names = [n for n in sorted(expected["notebooks"]) if (folder / n).is_file()]
     records = {n: read_run_record(folder / n) for n in names}
     manifest = {
-        "assignment": expected.get("assignment", ASSIGNMENT),
+        "assignment": expected.get("assignment", ""),
         "student": student,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "notebooks": {n: {"sha256": _sha256(folder / n), "run": records[n]} for n in names},
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=".", help="folder holding the notebooks (default: .)")
     parser.add_argument("--out", default=None,
-                        help="zip to write (default: <student>_fcn_segmentation.zip in --dir)")
+                        help="zip to write (default: <student>_<assignment>.zip in --dir)")
     parser.add_argument("--student", default=None,
                         help="your student id (default: your login name)")
     parser.add_argument("--force", action="store_true",
@@ -339,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
               f"or add --force to pack anyway (the problems are recorded for the graders).",
               file=sys.stderr)
         return 1
-    out = Path(args.out) if args.out else folder / f"{student}_{ASSIGNMENT}.zip"
+    out = Path(args.out) if args.out else folder / f"{student}_{expected.get('assignment') or 'assignment'}.zip"
     pack(folder, out, student, expected, problems, forced=bool(problems), allow=allow)
     note = " (with problems, --force)" if problems else ""
     print(f"wrote {out}{note}: hand in this file.")

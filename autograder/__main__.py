@@ -1,8 +1,11 @@
 """``python -m autograder``: the instructor's commands.
 
-    release           build the nbgrader course folder and the student bundle (autograder.release)
-    grade             grade submissions into an output folder (autograder.grade)
-    demo              release, make three sample submissions, grade them, print the scores
+    release           build the nbgrader course folder and the student bundles (autograder.release);
+                      --assignment NAME for one, else every assignment into one course
+    grade             grade submissions into an output folder (autograder.grade); the assignment
+                      is inferred from the notebooks' names, or --assignment NAME
+    demo              release, make sample submissions, grade them, print the scores (per assignment)
+    new               scaffold an assignment package: notebook, rubric, hidden test (autograder.scaffold)
     calibrate         measure reference timings and thresholds (autograder.calibrate)
     export-gradebook  write grades into an nbgrader gradebook (autograder.gradebook)
     feedback          re-render every student's feedback for a release state (e.g. --published)
@@ -61,9 +64,14 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    help="local threads (default) or Dask (with --scheduler, or a LocalCluster here)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="Dask scheduler address, e.g. tcp://head:8786 (with --executor dask)")
+    p.add_argument("--assignment", default=None, metavar="NAME",
+                   help="the assignment graded (default: inferred from the submitted notebooks' names)")
     p.add_argument("--grader", default=None, metavar="DIR",
-                   help="a grader bundle folder (hidden_tests/, rubric.toml, notebooks/, thresholds.json) "
-                        "instead of this repository's")
+                   help="a grader bundle folder (assignment.toml, hidden_tests/, rubric.toml, notebooks/, "
+                        "thresholds.json) instead of this repository's")
+    p.add_argument("--course", default=None, metavar="DIR",
+                   help="the released nbgrader course whose check-cell points must equal the rubric's "
+                        "(default: build/course when it holds the assignment; 'none' skips the check)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-pdf", action="store_true", help="do not print inline_answers.html to PDF")
     add_intake_arguments(p)
@@ -120,8 +128,7 @@ def assess_lateness(subs, policy) -> None:
                                      sub.time_source if trusted else "", bool(sub.lms.get("late")))
 
 
-def grade_options(args: argparse.Namespace, out):
-    from autograder.bundle import Bundle
+def grade_options(args: argparse.Namespace, out, bundle=None):
     from autograder.grade import GradeOptions
     from autograder.settings import GradingSettings
 
@@ -129,15 +136,53 @@ def grade_options(args: argparse.Namespace, out):
     settings = GradingSettings(request_timeout=args.timeout, submission_budget=args.submission_timeout,
                                miou=args.miou, data_root=data_root)
     return GradeOptions(out=out, settings=settings, jobs=args.jobs, gpus=args.gpus, force=args.force,
-                        executor=args.executor, scheduler=args.scheduler,
-                        bundle=Bundle.from_dir(args.grader) if args.grader else None,
+                        executor=args.executor, scheduler=args.scheduler, bundle=bundle,
                         runner=args.runner, progress=not args.no_progress, pdf=not args.no_pdf)
+
+
+def choose_bundle(args: argparse.Namespace, subs, log=print):
+    """The grader bundle of the run: ``--grader``, else ``--assignment``, else the one assignment the
+    submitted notebooks name (said on the console).
+
+    Raises:
+        autograder.assignment.AssignmentError: unknown, or not exactly one assignment inferred.
+    """
+    from autograder.assignment import infer_assignment
+    from autograder.bundle import Bundle
+
+    if args.grader:
+        return Bundle.from_dir(args.grader)
+    if args.assignment:
+        return Bundle.for_assignment(args.assignment)
+    names = {n for sub in subs for n in sub.notebooks}
+    name = infer_assignment(names)
+    log(f"assignment: {name} (inferred from the submitted notebooks; --assignment NAME to choose)")
+    return Bundle.for_assignment(name)
+
+
+def check_course_points(course: str | None, spec) -> None:
+    """Refuse when the released course's check-cell points disagree with ``spec``'s rubric
+    (``course`` ``None``: ``build/course`` when it holds the assignment; ``"none"``: no check).
+
+    Raises:
+        autograder.points.PointsError: they disagree.
+    """
+    from pathlib import Path
+
+    from autograder.bundle import REPO
+    from autograder.points import verify_course
+
+    if course == "none":
+        return
+    folder = Path(course) if course else REPO / "build" / "course"
+    if course or (folder / "source" / spec.name).is_dir():
+        verify_course(folder, spec)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """Exit 0 when every submission has a grade, 1 after infrastructure errors (rerun to retry),
     2 when the run was refused (bad flags, no submissions, an mIoU tier that cannot run as
-    calibrated)."""
+    calibrated, check-cell points that disagree with the rubric)."""
     from pathlib import Path
 
     from autograder import reports
@@ -146,14 +191,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        options = grade_options(args, out)
         policy = late_policy(args)
-        subs = find_submissions(args.submissions, out / ".work", keep=args.keep)
+        subs = find_submissions(args.submissions, out / ".work", assignment=args.assignment, keep=args.keep)
+        bundle = choose_bundle(args, subs)
+        check_course_points(args.course, bundle.spec())
+        options = grade_options(args, out, bundle)
     except (SubmissionError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     assess_lateness(subs, policy)
-    print(f"grading {len(subs)} submission(s) from {', '.join(map(str, args.submissions))} "
+    print(f"grading {len(subs)} submission(s) of {bundle.spec().name} from {', '.join(map(str, args.submissions))} "
           f"into {out} with {args.jobs} job(s), executor {args.executor}; late policy: {policy.describe()}")
     for line in duplicates_report(subs):
         print(f"resubmitted: {line}")
@@ -226,10 +273,15 @@ def cmd_export_canvas(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from autograder.assignment import AssignmentError
     from autograder.demo import run_demo
 
-    return run_demo(out=args.out, jobs=args.jobs, miou=args.miou, timeout=args.timeout,
-                    progress=not args.no_progress)
+    try:
+        return run_demo(out=args.out, jobs=args.jobs, miou=args.miou, timeout=args.timeout,
+                        progress=not args.no_progress, assignment=args.assignment)
+    except AssignmentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -244,6 +296,11 @@ def _delegate(module: str, argv: list[str]) -> int:
     return importlib.import_module(module).main(argv) or 0
 
 
+#: Commands that own their flags: ``{command: module under autograder}``.
+DELEGATED = {"release": "release", "calibrate": "calibrate", "analytics": "analytics",
+             "gradescope": "gradescope", "new": "scaffold"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -252,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("calibrate", help="measure reference timings and thresholds", add_help=False)
     sub.add_parser("analytics", help="class analytics page (analytics.html) from graded results", add_help=False)
     sub.add_parser("gradescope", help="write Gradescope's autograder.zip", add_help=False)
+    sub.add_parser("new", help="scaffold a new assignment package (notebook, rubric, hidden test)",
+                   add_help=False)
 
     g = sub.add_parser("grade", help="grade submissions", description=(
         "Grade nbgrader submitted/<student>/<assignment>/ folders, <student>/ folders of notebooks, "
@@ -270,12 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per request to the sandboxed code (default 30: the broken student's "
                         "infinite loop is stopped after this)")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--assignment", default=None, metavar="NAME",
+                   help="demo one assignment (default: every assignment, one after the other)")
     d.set_defaults(func=cmd_demo)
 
     e = sub.add_parser("export-gradebook", help="write graded results into an nbgrader gradebook")
     e.add_argument("--results", required=True, help="the grade command's --out folder")
     e.add_argument("--course", required=True, help="the nbgrader course folder (holds gradebook.db)")
-    e.add_argument("--assignment", default="fcn_segmentation")
+    e.add_argument("--assignment", default=None,
+                   help="the assignment to export (default: the one the results name)")
     e.add_argument("--no-notebooks", action="store_true",
                    help="do not copy the graded notebooks into <course>/autograded/")
     e.add_argument("--published", action="store_true",
@@ -331,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # these commands own their flags: hand them everything after the command name.
-    if argv and argv[0] in ("release", "calibrate", "analytics", "gradescope"):
-        return _delegate(f"autograder.{argv[0]}", argv[1:])
+    if argv and argv[0] in DELEGATED:
+        return _delegate(f"autograder.{DELEGATED[argv[0]]}", argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -186,13 +186,18 @@ def _specific(output: str, rubric_message: str) -> str:
     return text
 
 
-def _rubric_messages() -> dict[str, str]:
-    try:
-        from autograder.rubric import load_rubric
+def _rubric_messages(assignments) -> dict[str, str]:
+    """``{test: rubric message}`` over the rubrics of the named assignments (unknown ones skipped)."""
+    from autograder.assignment import get_assignment
+    from autograder.rubric import load_rubric
 
-        return {name: e.message for name, e in load_rubric().items()}
-    except (OSError, ValueError):
-        return {}
+    out = {}
+    for name in sorted(set(assignments)):
+        try:
+            out.update({n: e.message for n, e in load_rubric(get_assignment(name).rubric).items()})
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def grading_failed(result: SubmissionResult) -> bool:
@@ -239,7 +244,7 @@ def class_statistics(results: list[SubmissionResult]) -> ClassStatistics:
         tests.append(st)
     not_run = [t.name for t in tests if t.n == 0]
 
-    messages = _rubric_messages()
+    messages = _rubric_messages(r.assignment for r in results)
     groups: dict[str, FailureMessage] = {}
     for r in results:
         if grading_failed(r):

@@ -1,10 +1,10 @@
-"""The grader's own content, the part that decides grades: hidden tests, rubric, source notebooks,
-thresholds. Content-addressed, so a result can say which grader produced it and a remote worker can
+"""One assignment's grader content, the part that decides grades: its ``assignment.toml``, hidden
+tests, rubric, source notebooks, thresholds. Content-addressed, so a result can say which grader produced it and a remote worker can
 cache it.
 
-A :class:`Bundle` names the four; :meth:`Bundle.digest` is a sha256 over their relative paths and
-bytes. :meth:`Bundle.pack` makes a zip of them (laid out as ``hidden_tests/``, ``rubric.toml``,
-``notebooks/``, ``thresholds.json``), and :func:`unpack_cached` turns that zip back into a folder on a
+A :class:`Bundle` names the five; :meth:`Bundle.digest` is a sha256 over their relative paths and
+bytes. :meth:`Bundle.pack` makes a zip of them (laid out as ``assignment.toml``, ``hidden_tests/``,
+``rubric.toml``, ``notebooks/``, ``thresholds.json``; the last only where the assignment has one), and :func:`unpack_cached` turns that zip back into a folder on a
 worker, once per digest (``<cache>/<digest>/``), verifying the digest before using it.
 """
 
@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.assignment import TOML, Assignment, get_assignment
+
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
 #: Where workers cache unpacked bundles (override with ``$FCN_GRADER_CACHE``).
@@ -32,45 +34,61 @@ def _files(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Bundle:
-    """Paths of the grader's content on this machine.
+    """Paths of one assignment's grader content on this machine.
 
     Attributes:
         hidden_tests: folder of the hidden pytest tests (with their ``conftest.py``).
         rubric: the ``rubric.toml``.
         notebooks: folder of the source notebooks (reference solutions).
-        thresholds: the calibrated ``thresholds.json``.
+        thresholds: the calibrated ``thresholds.json`` (need not exist: an assignment that grades
+            no trained model has none).
+        assignment: the ``assignment.toml``.
     """
 
     hidden_tests: str
     rubric: str
     notebooks: str
     thresholds: str
+    assignment: str
 
     @classmethod
-    def default(cls) -> Bundle:
-        """The grader shipped in this repository."""
-        return cls(str(PACKAGE / "hidden_tests"), str(PACKAGE / "rubric.toml"),
-                   str(REPO / "notebooks"), str(PACKAGE / "thresholds.json"))
+    def for_assignment(cls, name: str) -> Bundle:
+        """The grader of assignment ``name`` shipped in this repository.
+
+        Raises:
+            autograder.assignment.AssignmentError: no such assignment.
+        """
+        return cls.of(get_assignment(name))
+
+    @classmethod
+    def of(cls, a: Assignment) -> Bundle:
+        """The grader of the assignment ``a`` (e.g. loaded from a copy of the repository)."""
+        return cls(str(a.hidden_tests), str(a.rubric), a.source_dir, str(a.thresholds), str(a.toml))
 
     @classmethod
     def from_dir(cls, folder: str | os.PathLike) -> Bundle:
         """A bundle laid out in one folder, as :meth:`pack` writes it (e.g. a copy of the grader).
 
         Raises:
-            FileNotFoundError: one of the four parts is missing (named).
+            FileNotFoundError: one of the parts is missing (named; ``thresholds.json`` is optional).
         """
         f = Path(folder).resolve()
         b = cls(str(f / "hidden_tests"), str(f / "rubric.toml"), str(f / "notebooks"),
-                str(f / "thresholds.json"))
-        for path in b.members().values():
-            if not Path(path).exists():
+                str(f / "thresholds.json"), str(f / TOML))
+        for name, path in b.members().items():
+            if name != "thresholds.json" and not Path(path).exists():
                 raise FileNotFoundError(f"grader bundle {f}: {path} is missing")
         return b
 
+    def spec(self) -> Assignment:
+        """The :class:`~autograder.assignment.Assignment` this bundle grades (its notebooks here)."""
+        return Assignment.load(self.assignment, self.notebooks)
+
     def members(self) -> dict[str, Path]:
-        """``{name in the bundle: path here}`` for the four parts."""
-        return {"hidden_tests": Path(self.hidden_tests), "rubric.toml": Path(self.rubric),
-                "notebooks": Path(self.notebooks), "thresholds.json": Path(self.thresholds)}
+        """``{name in the bundle: path here}`` for the five parts."""
+        return {TOML: Path(self.assignment), "hidden_tests": Path(self.hidden_tests),
+                "rubric.toml": Path(self.rubric), "notebooks": Path(self.notebooks),
+                "thresholds.json": Path(self.thresholds)}
 
     def entries(self) -> list[tuple[str, Path]]:
         """``(relative name, file)`` for every file, sorted: what the digest and the zip hold."""
@@ -78,7 +96,7 @@ class Bundle:
         for name, path in self.members().items():
             if path.is_dir():
                 out += [(f"{name}/{p.relative_to(path).as_posix()}", p) for p in _files(path)]
-            else:
+            elif path.is_file():
                 out.append((name, path))
         return sorted(out)
 

@@ -1,6 +1,6 @@
 """Set the mIoU thresholds by training the REFERENCE models under the grading recipes.
 
-``python -m autograder calibrate [--tier cpu|gpu] [--seeds 0 1 2] [--out autograder/thresholds.json]``
+``python -m autograder calibrate [--assignment fcn_segmentation] [--tier cpu|gpu] [--seeds 0 1 2] [--out autograder/assignments/fcn_segmentation/thresholds.json]``
 
 For every recipe of the tier (:mod:`autograder.recipes`) the reference class (from
 :mod:`autograder.reference`, i.e. the source notebooks' solutions) is trained and evaluated once
@@ -38,7 +38,9 @@ import torch
 
 from autograder.recipes import RECIPES, TIERS, Recipe, data_checksum, load_data, recipes, run_recipe
 
-DEFAULT_OUT = Path(__file__).with_name("thresholds.json")
+#: The assignment whose models these recipes train (FCN-32s/FCN-8s), and its thresholds file.
+ASSIGNMENT = "fcn_segmentation"
+DEFAULT_OUT = Path(__file__).resolve().parent / "assignments" / ASSIGNMENT / "thresholds.json"
 SHARED_VGG16 = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16_imagenet1k_v1_features.pth"
 NOT_MEASURED = "not yet measured: needs a GPU"
 #: model name used by the hidden tests' ``{tier: {name: threshold}}`` entries.
@@ -164,9 +166,10 @@ def _env(device) -> dict:
 def calibrate_recipe(recipe: Recipe, seeds, *, wrong_seeds=None, root=None, device=None,
                      margin=0.01, k=3.0, vgg16_state_dict=None, log=print) -> tuple[dict, list[str]]:
     """Train the reference (and the known-wrong models) under ``recipe``; return (entry, problems)."""
+    from autograder.assignment import get_assignment
     from autograder.reference import load_reference
 
-    ref = load_reference()
+    ref = load_reference(get_assignment(ASSIGNMENT))
     cls = ref.FCN8s if recipe.model == "fcn8s" else ref.FCN32s
     loss_fn = ref.soft_iou_loss if recipe.config.loss == "soft_iou" else None
     t0 = time.perf_counter()
@@ -225,6 +228,9 @@ def load_thresholds(path=DEFAULT_OUT) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder calibrate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--assignment", default=ASSIGNMENT, choices=(ASSIGNMENT,),
+                   help="the assignment whose trained-model thresholds are calibrated (the recipes of "
+                        "autograder/recipes.py train FCN-32s/FCN-8s)")
     p.add_argument("--tier", choices=TIERS, default="cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--wrong-seeds", type=int, nargs="+", default=None,

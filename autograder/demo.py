@@ -1,16 +1,13 @@
-"""``python -m autograder demo``: the whole instructor loop on three made-up students.
+"""``python -m autograder demo [--assignment NAME]``: the whole instructor loop on made-up students.
 
-1. builds the release (:func:`autograder.release.release`) into ``OUT/release``;
-2. writes three submissions from the release notebooks, as a student's notebook would look:
+Per assignment (default: every one, into ``OUT/<name>/``):
 
-   * ``reference``: every answer cell holds the source notebook's solution;
-   * ``partly_wrong``: the solution with two bugs: FCN-32s crops at offset 18 instead of 19, and
-     ``transposed_conv_padding`` returns ``((k - s) // 2, 0)`` (wrong whenever ``k - s`` is odd);
-   * ``broken``: a syntax error in the FCN-8s cell and ``while True: pass`` in the soft-IoU cell;
-
-   every student also answers the inline questions (one answer carries a ``<script>`` tag, to
-   show that the reports escape student text);
-3. packs each with :func:`assignment_lib.submit.pack` into ``OUT/submissions/<student>.zip``;
+1. builds the release (:func:`autograder.release.release`) into ``OUT/release`` (one course);
+2. writes the demo students' submissions from the release notebooks, as a student's notebook would
+   look: the assignment's own ``demo.py`` names them (FCN: ``reference``, ``partly_wrong`` and
+   ``broken``, see ``autograder/assignments/fcn_segmentation/demo.py``), else ``reference`` and
+   ``unanswered`` (:class:`GenericStudents`);
+3. packs each with :func:`assignment_lib.submit.pack` into ``OUT/<name>/submissions/<student>.zip``;
 4. grades them with ``--jobs 2`` on the real data (``CMP_FACADE_ROOT``, else
    ``../shared/datasets/cmp_facade`` next to the repository, else the bundled sample) and prints
    the score table and where every output is.
@@ -19,12 +16,10 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STUDENTS = ("broken", "partly_wrong", "reference")
 
 
 def demo_data_root() -> Path:
@@ -35,55 +30,64 @@ def demo_data_root() -> Path:
     return shared if (shared / "base").is_dir() else REPO / "datasets" / "sample"
 
 
-def _solution(source_cell: str) -> str:
+def solution(source_cell: str) -> str:
     """The source cell without nbgrader's solution markers (what a student would have written)."""
     return "\n".join(line for line in source_cell.splitlines()
                      if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
 
 
-def _bug(text: str, old: str, new: str, what: str) -> str:
+def bug(text: str, old: str, new: str, what: str) -> str:
+    """``text`` with ``old`` replaced by ``new``; raises RuntimeError when ``old`` is gone."""
     if old not in text:
         raise RuntimeError(f"demo: cannot inject the {what} bug: {old!r} is not in the solution any more")
     return text.replace(old, new)
 
 
-PADDING_BUG = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.DOTALL)
+class GenericStudents:
+    """The demo students of an assignment without its own ``demo.py``: ``reference`` (the source
+    notebooks' solutions) and ``unanswered`` (the release's stubs left in place)."""
+
+    STUDENTS = ("reference", "unanswered")
+
+    @staticmethod
+    def student_cells(student: str, solutions: dict[str, str]) -> dict[str, str]:
+        return {gid: solution(src) for gid, src in solutions.items()} if student == "reference" else {}
+
+    @staticmethod
+    def inline_text(student: str, grade_id: str) -> str:
+        return f"{student}'s answer to {grade_id}: (demo text)."
 
 
-def student_cells(student: str, solutions: dict[str, str]) -> dict[str, str]:
-    """``{grade_id: new source}`` for the answer cells of ``student`` (see the module docstring)."""
-    cells = {gid: _solution(src) for gid, src in solutions.items()}
-    if student == "partly_wrong":
-        cells["fcn32s"] = _bug(cells["fcn32s"], "19:19 +", "18:18 +", "FCN-32s crop offset")
-        cells["transposed_conv_padding"] = PADDING_BUG.sub(
-            "return (kernel_size - stride) // 2, 0  # forgot output_padding for odd k - s",
-            solutions["transposed_conv_padding"])
-    elif student == "broken":
-        cells["fcn8s"] = cells["fcn8s"].replace("class FCN8s(nn.Module):", "class FCN8s(nn.Module)", 1)
-        cells["soft_iou_loss"] = "while True:\n    pass\n\n" + cells["soft_iou_loss"]
-    return cells
+def students_of(assignment):
+    """The module (or :class:`GenericStudents`) giving ``STUDENTS``, ``student_cells`` and
+    ``inline_text`` for ``assignment``: ``autograder.assignments.<name>.demo`` when it exists."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"autograder.assignments.{assignment.name}.demo")
+    except ModuleNotFoundError as err:
+        if err.name != f"autograder.assignments.{assignment.name}.demo":
+            raise
+        return GenericStudents
 
 
-def inline_text(student: str, grade_id: str) -> str:
-    if student == "partly_wrong" and grade_id == "q1_pretrained":
-        return "Pretrained features help <script>alert('not escaped')</script> & converge faster."
-    return f"{student}'s answer to {grade_id}: (demo text) the skips restore detail lost to pooling."
-
-
-def make_submissions(release_dir: Path, source_dir: Path, expected_path: Path, out: Path) -> list[Path]:
-    """Write ``out/<student>/*.ipynb`` and ``out/<student>.zip`` for each demo student; return the zips."""
+def make_submissions(release_dir: Path, assignment, expected_path: Path, out: Path) -> list[Path]:
+    """Write ``out/<student>/*.ipynb`` and ``out/<student>.zip`` for each demo student of
+    ``assignment`` (an :class:`~autograder.assignment.Assignment`, see :func:`students_of`);
+    return the zips."""
     import nbformat
 
     from assignment_lib import submit
     from autograder import reference
 
-    solutions = {gid: reference.cell_source(gid, source_dir) for gid in reference.ANSWER_CELLS}
+    solutions = {gid: reference.cell_source(gid, assignment) for gid in assignment.answer_cells}
     expected = submit.load_expected(expected_path)
+    kind = students_of(assignment)
     zips = []
-    for student in STUDENTS:
+    for student in kind.STUDENTS:
         folder = out / student
         folder.mkdir(parents=True, exist_ok=True)
-        cells = student_cells(student, solutions)
+        cells = kind.student_cells(student, solutions)
         for rel in sorted(release_dir.glob("*.ipynb")):
             nb = nbformat.read(rel, as_version=4)
             for cell in nb.cells:
@@ -92,7 +96,7 @@ def make_submissions(release_dir: Path, source_dir: Path, expected_path: Path, o
                 if meta.get("solution") and cell.cell_type == "code" and gid in cells:
                     cell.source = cells[gid]
                 elif meta.get("solution") and cell.cell_type == "markdown":
-                    cell.source = inline_text(student, gid)
+                    cell.source = kind.inline_text(student, gid)
             nbformat.write(nb, folder / rel.name)
         problems = submit.check_folder(folder, expected)
         zips.append(submit.pack(folder, out / f"{student}.zip", student, expected, problems, forced=bool(problems)))
@@ -100,27 +104,48 @@ def make_submissions(release_dir: Path, source_dir: Path, expected_path: Path, o
 
 
 def run_demo(out: str | Path = "grading_out/demo", jobs: int = 2, miou: str = "none", timeout: float | None = 30.0,
-             progress: bool = True, log=print) -> int:
-    """Release, make the three submissions, grade them, print the scores; returns 0 (an exit code)."""
+             progress: bool = True, log=print, assignment: str | None = None) -> int:
+    """Release, make the demo submissions, grade them, print the scores, for ``assignment`` (default:
+    every assignment, one after the other, into ``OUT/<name>/``); returns 0 (an exit code).
+
+    Raises:
+        autograder.assignment.AssignmentError: an unknown ``assignment``.
+    """
+    from autograder.assignment import all_assignments, get_assignment
+
+    specs = [get_assignment(assignment)] if assignment else all_assignments()
+    t0 = time.perf_counter()
+    out = Path(out).resolve()
+    for spec in specs:
+        demo_one(spec, out, jobs=jobs, miou=miou, timeout=timeout, progress=progress, log=log)
+    log(f"demo: done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def demo_one(spec, out: Path, *, jobs: int, miou: str, timeout: float | None, progress: bool, log=print):
+    """The demo of one assignment: release into ``out/release`` (the shared course), submissions into
+    ``out/<name>/submissions``, grades into ``out/<name>/graded``."""
     from autograder import release as release_mod
+    from autograder.bundle import Bundle
     from autograder.grade import GradeOptions, grade_all, print_summary
+    from autograder.points import verify_course
     from autograder.settings import GradingSettings
     from autograder.submissions import find_submissions
 
-    t0 = time.perf_counter()
-    out = Path(out).resolve()
-    log(f"demo: building the release into {out / 'release'}")
-    paths = release_mod.release(out / "release")
-    zips = make_submissions(paths.release, REPO / "notebooks", paths.expected_cells, out / "submissions")
+    log(f"demo {spec.name}: building the release into {out / 'release'}")
+    paths = release_mod.release(out / "release", spec)
+    verify_course(paths.course, spec)  # as `grade` does: the released points are the rubric's
+    here = out / spec.name
+    zips = make_submissions(paths.release, spec, paths.expected_cells, here / "submissions")
     data_root = demo_data_root()
-    log(f"demo: {len(zips)} submissions in {out / 'submissions'}; grading with --jobs {jobs} on {data_root}")
-    subs = find_submissions(zips, out / "graded" / ".work")
+    log(f"demo {spec.name}: {len(zips)} submissions in {here / 'submissions'}; grading with --jobs {jobs} "
+        f"on {data_root}")
+    subs = find_submissions(zips, here / "graded" / ".work")
     settings = GradingSettings(miou=miou, data_root=str(data_root),
                                **({} if timeout is None else {"request_timeout": timeout}))
-    options = GradeOptions(out=out / "graded", settings=settings, jobs=jobs, force=True, progress=progress)
+    options = GradeOptions(out=here / "graded", settings=settings, jobs=jobs, force=True, progress=progress,
+                           bundle=Bundle.for_assignment(spec.name))
     summary = grade_all(subs, options, log=log)
     print_summary(summary, log=log)
     log(f"{'release':>18}: {paths.course} (nbgrader course), {paths.zip} (student zip)")
-    log(f"{'submissions':>18}: {out / 'submissions'}")
-    log(f"demo: done in {time.perf_counter() - t0:.0f} s")
-    return 0
+    log(f"{'submissions':>18}: {here / 'submissions'}")

@@ -94,7 +94,7 @@ class DaskExecutor:
         scheduler: ``tcp://HOST:PORT`` (or ``tls://...``) of a running scheduler; ``None`` starts a
             ``LocalCluster`` of ``jobs`` single-thread workers with ``CPU=1`` each.
         jobs: workers of the LocalCluster (ignored with a scheduler).
-        bundle: the grader bundle to send (default: this repository's).
+        bundle: the grader bundle to send (default: the first job's).
         retries: extra tries of a task that raised (a lost worker is retried by the scheduler's
             ``distributed.scheduler.allowed-failures`` on top).
     """
@@ -102,7 +102,7 @@ class DaskExecutor:
     def __init__(self, scheduler: str | None = None, jobs: int = 1, bundle: Bundle | None = None,
                  retries: int = 1):
         self.scheduler, self.jobs, self.retries = scheduler, jobs, retries
-        self.bundle = bundle or Bundle.default()
+        self.bundle = bundle
 
     def run(self, jobs: list[GradeJob]) -> Iterator[tuple[GradeJob, SubmissionResult]]:
         from distributed import Client, LocalCluster
@@ -121,8 +121,9 @@ class DaskExecutor:
         try:
             # The bundle zip is small (tens of kB): it rides in each task rather than being scattered,
             # so losing a worker never loses it; workers unpack it once per digest.
-            zipped = self.bundle.pack()
-            digest = self.bundle.digest()
+            bundle = self.bundle or jobs[0].bundle
+            zipped = bundle.pack()
+            digest = bundle.digest()
             futures = {}
             if cluster is not None:  # all workers share this machine's cores
                 jobs = [dataclasses.replace(j, cpu_threads=max(1, usable_cores() // self.jobs))

@@ -46,7 +46,8 @@ class GradeOptions:
         force: regrade students whose results are up to date.
         executor: ``"local"`` or ``"dask"``.
         scheduler: the Dask scheduler's address; ``None`` with ``dask`` starts a LocalCluster.
-        bundle: the grader bundle (``None``: this repository's).
+        bundle: the grader bundle (``None``: this repository's bundle of the one assignment the
+            submitted notebooks name, :func:`autograder.assignment.infer_assignment`).
         runner: ``"module:function"`` replacing the hidden tests (the project's tests only).
         progress: show a tqdm progress bar.
         pdf: also print ``inline_answers.html`` to PDF (when Chromium is installed).
@@ -125,7 +126,14 @@ def grade_all(submissions: list[Submission], options: GradeOptions, log=print) -
     """
     from tqdm import tqdm
 
-    bundle = options.bundle or Bundle.default()
+    bundle = options.bundle
+    if bundle is None:
+        from autograder.assignment import AssignmentError, infer_assignment
+
+        try:
+            bundle = Bundle.for_assignment(infer_assignment({n for s in submissions for n in s.notebooks}))
+        except AssignmentError as err:
+            raise GradingRefused(str(err)) from None
     preflight(options, bundle)
     store = ResultsStore(options.out)
     options.out.mkdir(parents=True, exist_ok=True)

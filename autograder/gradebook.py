@@ -8,11 +8,13 @@ has created the assignment, its notebooks and grade cells in ``gradebook.db``). 
 
 * the student and the submission are created (``Gradebook.update_or_create_student``,
   ``Gradebook.add_submission``; an existing submission is reused);
-* each rubric part ``P`` goes to the autograded test cell ``check_P`` of the notebook that holds
-  it: ``Grade.auto_score`` = the part's points, ``needs_manual_grade`` = False, and the cell's
-  ``max_score`` is set to the part's total in ``rubric.toml`` (:func:`rubric_part_points`), which
-  is also the ``points`` of the check cell in the notebooks (``tests/test_nbgrader_route.py``
-  keeps the two equal, so plain ``nbgrader autograde`` and this export agree on the maxima);
+* each rubric part ``P`` goes to the check cell of the answer cell ``P`` (the mapping of
+  :mod:`autograder.points`: the first autograded test cell after it): ``Grade.auto_score`` = the
+  part's points, ``needs_manual_grade`` = False, and the cell's ``max_score`` is set to the part's
+  total in ``rubric.toml`` (:func:`autograder.points.part_points`), which is also the ``points``
+  the release wrote into the check cell; a course released with other points is refused
+  (:func:`autograder.points.verify_course`), so plain ``nbgrader autograde`` and this export agree
+  on the maxima;
 * the per-test verdicts and messages become the ``auto_comment`` of the answer cell ``P``. nbgrader
   returns these comments to students (``nbgrader generate_feedback``), so they follow the same
   visibility rules as the student ``feedback.html`` (:func:`autograder.reports.student_view`):
@@ -25,7 +27,7 @@ has created the assignment, its notebooks and grade cells in ``gradebook.db``). 
 * the graded notebooks (``DIR/<student>/submission/*.ipynb``) are copied to
   ``COURSE_DIR/autograded/<student>/<assignment>/`` so that formgrader can show them.
 
-A part with no ``check_<part>`` cell (e.g. ``training``) is reported, not silently dropped.
+A part with no check cell (e.g. ``training``) is reported, not silently dropped.
 Nbgrader API: https://nbgrader.readthedocs.io/en/stable/api/gradebook.html
 """
 
@@ -36,8 +38,9 @@ import shutil
 from pathlib import Path
 
 from autograder import reports
+from autograder.assignment import AssignmentError, get_assignment
+from autograder.points import check_cells, part_points, verify_course
 from autograder.results import SubmissionResult
-from autograder.rubric import load_rubric
 
 
 def course_id_of(course: Path) -> str:
@@ -48,14 +51,6 @@ def course_id_of(course: Path) -> str:
         if m:
             return m.group(1)
     return "default_course"
-
-
-def rubric_part_points(path=None) -> dict[str, float]:
-    """``{part: sum of the points of its tests}`` from ``rubric.toml`` (e.g. ``fcn32s``: 11.0)."""
-    totals: dict[str, float] = {}
-    for entry in load_rubric(path).values():
-        totals[entry.part] = totals.get(entry.part, 0.0) + entry.points
-    return totals
 
 
 def _comment(result: SubmissionResult, part: str, published: bool = False) -> str:
@@ -99,15 +94,18 @@ def _late_into_gradebook(gb, result: SubmissionResult, assignment: str, nb_parts
         nb.late_submission_penalty = round(penalty * share, 4) if penalty else None
 
 
-def export_gradebook(results_dir: str | Path, course: str | Path, assignment: str = "fcn_segmentation",
+def export_gradebook(results_dir: str | Path, course: str | Path, assignment: str | None = None,
                      copy_notebooks: bool = True, log=print, published: bool = False) -> int:
     """Write every result under ``results_dir`` into ``course/gradebook.db``; returns the student count.
 
-    ``published``: the release state for the comments students see (module docstring).
+    ``assignment``: default the one assignment the results name. ``published``: the release state
+    for the comments students see (module docstring).
 
     Raises:
         FileNotFoundError: no ``gradebook.db`` in ``course`` (run ``python -m autograder release``).
-        ValueError: the assignment is not in the gradebook, or there are no results.
+        ValueError: the assignment is not in the gradebook, the results name several assignments
+            (pass one), or there are no results.
+        autograder.points.PointsError: the course's check-cell points disagree with the rubric.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -119,9 +117,21 @@ def export_gradebook(results_dir: str | Path, course: str | Path, assignment: st
     if not results:
         raise ValueError(f"{results_dir}: no <student>/results.json to export")
 
+    if assignment is None:
+        named = sorted({r.assignment for r in results if r.assignment})
+        if len(named) != 1:
+            raise ValueError(f"{results_dir}: the results name {named or 'no assignment'}: pass --assignment")
+        assignment = named[0]
+    results = [r for r in results if r.assignment in (assignment, "")]
+    try:
+        spec = get_assignment(assignment)
+    except AssignmentError as err:
+        raise ValueError(str(err)) from None
+    verify_course(course, spec)  # one source of points: refuse a course released before a rubric edit
+
     # The check cells' max_score: the rubric's total per part (= the cells' points in the notebooks);
     # a part the rubric does not know keeps the largest maximum it had in the results.
-    totals = rubric_part_points()
+    totals = part_points(spec.rubric)
     part_max: dict[str, float] = {}
     for r in results:
         for part, (_, m) in r.part_scores().items():
@@ -133,17 +143,21 @@ def export_gradebook(results_dir: str | Path, course: str | Path, assignment: st
         except MissingEntry:
             raise ValueError(f"{db}: no assignment {assignment!r}; run `nbgrader generate_assignment "
                              f"{assignment}` in {course}") from None
+        source = course / "source" / assignment
+        pairs = check_cells(spec, source if source.is_dir() else spec.source_dir)
+        known = {(nb.name, gc.name) for nb in asg.notebooks for gc in nb.grade_cells}
         cell_of: dict[str, tuple[str, str]] = {}  # part -> (notebook, grade cell)
+        for part, (file, cell) in pairs.items():
+            key = (Path(file).stem, cell.metadata["nbgrader"]["grade_id"])
+            if key in known:
+                cell_of[part] = key
         answer_of: dict[str, tuple[str, str]] = {}  # part -> (notebook, solution cell)
         for nb in asg.notebooks:
-            for gc in nb.grade_cells:
-                if gc.name.startswith("check_"):
-                    cell_of[gc.name[len("check_"):]] = (nb.name, gc.name)
             for sc in nb.solution_cells:
                 answer_of[sc.name] = (nb.name, sc.name)
         unmapped = sorted(set(part_max) - set(cell_of))
         if unmapped:
-            log(f"note: part(s) {', '.join(unmapped)} have no check_<part> cell in the gradebook; "
+            log(f"note: part(s) {', '.join(unmapped)} have no check cell in the gradebook; "
                 "their points are in grades.csv only")
         for part, (nb_name, cell) in cell_of.items():
             if part in part_max:

@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from autograder.submissions import ASSIGNMENT
+from autograder.assignment import AssignmentError, assignment_names, get_assignment
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -52,7 +52,8 @@ class GradescopeSettings:
     """How the package grades; stored as ``gradescope.json`` in the zip.
 
     Attributes:
-        assignment: the nbgrader assignment (this kit has one: ``fcn_segmentation``).
+        assignment: the assignment the package grades (one of ``autograder/assignments/``; ``""``:
+            the only one there is).
         miou: ``"none"`` or ``"cpu"`` (the opt-in CPU tier: about a minute more per submission,
             and a leaderboard entry). Gradescope has no GPUs, so ``"gpu"`` is refused.
         request_timeout: seconds per request to the sandboxed code; ``None``: the runner's default.
@@ -60,17 +61,24 @@ class GradescopeSettings:
             Keep it below the autograder timeout set on Gradescope.
     """
 
-    assignment: str = ASSIGNMENT
+    assignment: str = ""
     miou: str = "none"
     request_timeout: float | None = None
     submission_timeout: float | None = None
 
     def __post_init__(self):
-        if self.assignment != ASSIGNMENT:
-            raise ValueError(f"unknown assignment {self.assignment!r}: this kit has one, {ASSIGNMENT!r}")
         if self.miou not in MIOU_TIERS:
             why = " (Gradescope has no GPUs)" if self.miou == "gpu" else ""
             raise ValueError(f"--miou must be one of {MIOU_TIERS} for Gradescope, got {self.miou!r}{why}")
+        if not self.assignment:
+            names = assignment_names()
+            if len(names) != 1:
+                raise ValueError(f"name the assignment to package (--assignment): one of {names}")
+            self.assignment = names[0]
+        try:
+            get_assignment(self.assignment)
+        except AssignmentError as err:
+            raise ValueError(str(err)) from None
         for name in ("request_timeout", "submission_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -162,12 +170,12 @@ def build_package(out: str | Path, settings: GradescopeSettings | None = None, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = GradescopeSettings()
     p = argparse.ArgumentParser(prog="python -m autograder gradescope",
                                 description="Write Gradescope's autograder.zip (setup.sh, run_autograder, the kit).")
     p.add_argument("--out", required=True, help="the zip to write, e.g. build/autograder.zip")
-    p.add_argument("--assignment", default=defaults.assignment, help="nbgrader assignment (default: %(default)s)")
-    p.add_argument("--miou", choices=MIOU_TIERS, default=defaults.miou,
+    p.add_argument("--assignment", default="",
+                   help="the assignment to package (default: the only one in autograder/assignments)")
+    p.add_argument("--miou", choices=MIOU_TIERS, default=MIOU_TIERS[0],
                    help="none (default) or cpu: the CPU mIoU tier, with a leaderboard entry "
                         "(no gpu: Gradescope has no GPUs)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",

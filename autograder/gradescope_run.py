@@ -34,7 +34,7 @@ from pathlib import Path
 from autograder import reports
 from autograder.gradescope import SETTINGS_FILE, GradescopeSettings
 from autograder.results import atomic_write_text
-from autograder.submissions import ASSIGNMENT, Submission, SubmissionError, find_submissions
+from autograder.submissions import Submission, SubmissionError, find_submissions
 
 ROOT_ENV = "AUTOGRADER_ROOT"
 DEFAULT_ROOT = "/autograder"
@@ -62,12 +62,15 @@ def student_id(root: Path) -> str:
     return safe or "submission"
 
 
-def find_upload(submission: Path, student: str, work: Path) -> Submission:
+def find_upload(submission: Path, student: str, work: Path, assignment: str = "") -> Submission:
     """The student's upload as a :class:`~autograder.submissions.Submission` (see the module docstring).
 
-    A missing or unusable upload gives a Submission whose ``error`` tells the student what to upload.
+    A missing or unusable upload gives a Submission whose ``error`` tells the student what to upload
+    (the notebooks of ``assignment``).
     """
-    names = f"{ASSIGNMENT}.ipynb and upsampling_and_iou.ipynb"
+    from autograder.assignment import get_assignment
+
+    names = " and ".join(get_assignment(assignment).notebook_files) if assignment else "your notebooks"
     if not submission.is_dir():
         return Submission(student, error=f"nothing was uploaded; upload {names}")
     notebooks: dict[str, Path] = {}
@@ -131,6 +134,7 @@ def run(root: Path, source: Path = SOURCE) -> Path:
 
     Raises whatever stops the grader itself (see the module docstring): no result is written then.
     """
+    from autograder.bundle import Bundle
     from autograder.grade import GradeOptions, grade_all  # heavy: tqdm, the executors
     from autograder.settings import GradingSettings
 
@@ -138,14 +142,14 @@ def run(root: Path, source: Path = SOURCE) -> Path:
     student = student_id(root)
     work = root / "grading"
     shutil.rmtree(work, ignore_errors=True)
-    sub = find_upload(root / "submission", student, work / "upload")
+    sub = find_upload(root / "submission", student, work / "upload", settings.assignment)
     kw = {"miou": settings.miou}  # the package's own limits where it sets them, else grade's defaults
     if settings.request_timeout is not None:
         kw["request_timeout"] = settings.request_timeout
     if settings.submission_timeout is not None:
         kw["submission_budget"] = settings.submission_timeout
     options = GradeOptions(out=work / "graded", settings=GradingSettings(**kw), jobs=1, force=True,
-                           progress=False, pdf=False)
+                           progress=False, pdf=False, bundle=Bundle.for_assignment(settings.assignment))
     print(f"gradescope: grading {student}'s upload with {json.dumps(settings.to_dict())}", flush=True)
     grade_all([sub], options)
     result_path = options.out / sub.student / reports.RESULTS_JSON

@@ -34,12 +34,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.assignment import Assignment, infer_assignment
 from autograder.bundle import REPO, Bundle
 from autograder.cgroups import pid_alive
 from autograder.results import InfrastructureError, SubmissionResult, TestResult
 from autograder.settings import PYTEST_GRACE_S, GradingSettings
 
-ASSIGNMENT = "fcn_segmentation"
 #: Sandbox slots (distinct unprivileged uids) one machine hands out; jobs beyond this wait.
 MAX_SLOTS = 64
 
@@ -52,8 +52,10 @@ class GradeJob:
         student: the student id (a safe folder name).
         notebooks: ``{"fcn_segmentation.ipynb": bytes, ...}``: the submitted files themselves.
         settings: the run's :class:`GradingSettings`.
-        bundle: where the grader's hidden tests, rubric, notebooks and thresholds are on the
-            machine that runs the job.
+        bundle: where the assignment's grader (assignment.toml, hidden tests, rubric, notebooks,
+            thresholds) is on the machine that runs the job; ``None``: the assignment whose notebooks
+            ``notebooks`` names (:func:`autograder.assignment.infer_assignment`; raises
+            ``AssignmentError`` when that is not exactly one).
         error: why the submission was refused before grading (bad zip, no notebook), or ``None``.
         device: ``"cuda:<i>"`` for a GPU-tier job, set by the executor that holds the GPU.
         runner: ``"module:function"`` replacing the hidden tests (the project's tests inject fakes
@@ -65,23 +67,27 @@ class GradeJob:
     student: str
     notebooks: dict[str, bytes] = field(default_factory=dict)
     settings: GradingSettings = field(default_factory=GradingSettings)
-    bundle: Bundle = field(default_factory=Bundle.default)
+    bundle: Bundle | None = None
     error: str | None = None
     device: str | None = None
     runner: str | None = None
     cpu_threads: int | None = None
 
+    def __post_init__(self):
+        if self.bundle is None:
+            object.__setattr__(self, "bundle", Bundle.for_assignment(infer_assignment(self.notebooks)))
+
     def to_dict(self) -> dict:
         """Plain data (bytes stay bytes) for another process; the inverse of :meth:`from_dict`."""
         return {"student": self.student, "notebooks": dict(self.notebooks),
-                "settings": self.settings.to_dict(), "bundle": dict(self.bundle.__dict__),
+                "settings": self.settings.to_dict(), "bundle": dict(self.bundle.__dict__) if self.bundle else None,
                 "error": self.error, "device": self.device, "runner": self.runner,
                 "cpu_threads": self.cpu_threads}
 
     @classmethod
     def from_dict(cls, d: dict) -> GradeJob:
         return cls(**{**d, "settings": GradingSettings.from_dict(d["settings"]),
-                      "bundle": Bundle(**d["bundle"])})
+                      "bundle": Bundle(**d["bundle"]) if d.get("bundle") else None})
 
 
 def load_callable(spec: str) -> Callable:
@@ -121,7 +127,7 @@ def tier_of_tests() -> dict[str, str]:
 
 
 def failure_result(student: str, message: str, template: list[TestResult],
-                   assignment: str = ASSIGNMENT) -> SubmissionResult:
+                   assignment: str = "") -> SubmissionResult:
     """A refused submission: every test of ``template`` that runs at zero (status ``error``)."""
     tests = [TestResult(t.name, t.part, 0.0, t.max_score,
                         "not_run" if t.status == "not_run" else "error",
@@ -131,7 +137,7 @@ def failure_result(student: str, message: str, template: list[TestResult],
 
 
 def infrastructure_result(student: str, message: str, template: list[TestResult],
-                          assignment: str = ASSIGNMENT) -> SubmissionResult:
+                          assignment: str = "") -> SubmissionResult:
     """The grader failed on its own: no test counts (``not_run``), ``infrastructure_error`` says why."""
     text = f"Not graded yet (the grader failed, not your code; it will be regraded): {message}"
     tests = [TestResult(t.name, t.part, 0.0, t.max_score, "not_run", text, t.visibility)
@@ -183,14 +189,13 @@ def sandbox_slot(root: str | os.PathLike) -> Iterator[int]:
 # ------------------------------------------------------------------------------ parsing
 
 
-def parse_submission(notebooks: dict[str, Path], source_dir: str | os.PathLike):
-    """Read the submitted notebooks once.
+def parse_submission(notebooks: dict[str, Path], spec: Assignment):
+    """Read the submitted notebooks of assignment ``spec`` once.
 
     Returns ``(cells, missing, problems, inline_answers)``: the cells to run in the sandbox
     (``[{"grade_id", "source"}]``, locked cells from the source notebooks), ``{grade_id: why it
     cannot be graded}``, submission-level problems, and the inline answers.
     """
-    from autograder import reference as reference_mod
     from autograder.notebook import (
         NotebookError,
         cells_by_grade_id,
@@ -198,9 +203,10 @@ def parse_submission(notebooks: dict[str, Path], source_dir: str | os.PathLike):
         inline_answers,
         read_notebook,
     )
+    from autograder.reference import locked_source
 
     cells, missing, problems, answers = [], {}, [], []
-    for nb_name, gids in reference_mod.REFERENCE_CELLS.items():
+    for nb_name, gids in spec.reference_cells.items():
         path, sub_cells, why = notebooks.get(nb_name), {}, ""
         if path is None:
             why = f"{nb_name} is missing from the submission"
@@ -209,15 +215,15 @@ def parse_submission(notebooks: dict[str, Path], source_dir: str | os.PathLike):
             try:
                 nb = read_notebook(path)
                 sub_cells = cells_by_grade_id(nb)
-                src = read_notebook(Path(source_dir) / nb_name)
+                src = read_notebook(Path(spec.source_dir) / nb_name)
                 problems += [f"{nb_name}: {p}" for p in check_integrity(nb, src)]
                 answers += inline_answers(nb, src)
             except NotebookError as err:
                 why = str(err)
                 problems.append(f"{err} Its tests score 0.")
         for gid in gids:
-            if gid in reference_mod.LOCKED_CELLS:
-                cells.append({"grade_id": gid, "source": reference_mod.locked_source(gid, source_dir)})
+            if gid in spec.locked_cells:
+                cells.append({"grade_id": gid, "source": locked_source(gid, spec)})
             elif gid in sub_cells and isinstance(sub_cells[gid].source, str):
                 cells.append({"grade_id": gid, "source": sub_cells[gid].source})
             else:
@@ -253,6 +259,7 @@ def usable_cores() -> int:
 def pytest_command(config_path: Path, bundle: Bundle) -> list[str]:
     """The hidden tests' command line (the crash boundary)."""
     return [sys.executable, "-m", "pytest", bundle.hidden_tests, "-q", "-p", "no:cacheprovider",
+            "-p", "autograder.hidden_plugin",
             "--assert=plain", "-o", "addopts=", "--rootdir", str(REPO),
             "--submission-config", str(config_path)]
 
@@ -265,21 +272,23 @@ def grade_job(job: GradeJob) -> SubmissionResult:
     """
     t0 = time.monotonic()
     try:
+        name = job.bundle.spec().name
         template = rubric_tests(job.bundle, job.settings)
     except Exception as err:  # noqa: BLE001 - a broken rubric is the grader's fault
-        template = []
-        result = infrastructure_result(job.student, f"cannot read the rubric: {err}", template)
+        template, name = [], ""
+        result = infrastructure_result(job.student, f"cannot read the assignment or its rubric: {err}",
+                                       template)
     else:
         if job.error:
-            result = failure_result(job.student, job.error, template)
+            result = failure_result(job.student, job.error, template, name)
         else:
             try:
                 result = _run(job, template)
             except InfrastructureError as err:
-                result = infrastructure_result(job.student, str(err), template)
+                result = infrastructure_result(job.student, str(err), template, name)
             except Exception as err:  # noqa: BLE001 - the grader's own failure, never a zero
                 tb = traceback.format_exception_only(type(err), err)[-1].strip()
-                result = infrastructure_result(job.student, f"the grader failed: {tb}", template)
+                result = infrastructure_result(job.student, f"the grader failed: {tb}", template, name)
     result.wall_s = round(time.monotonic() - t0, 2)
     return result
 
@@ -318,8 +327,9 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
         name = name if name.endswith(".ipynb") else f"{name}.ipynb"
         (sub_dir / Path(name).name).write_bytes(data)
         paths[name] = sub_dir / Path(name).name
-    cells, missing, problems, answers = parse_submission(paths, job.bundle.notebooks)
-    result = SubmissionResult(student=job.student, assignment=ASSIGNMENT, problems=problems,
+    spec = job.bundle.spec()
+    cells, missing, problems, answers = parse_submission(paths, spec)
+    result = SubmissionResult(student=job.student, assignment=spec.name, problems=problems,
                               inline_answers=answers, device=job.device or "cpu")
     config = {"settings": s.to_dict(), "bundle": job.bundle.__dict__, "cells": cells,
               "threads": s.threads or job.cpu_threads or 1,

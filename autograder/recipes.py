@@ -5,7 +5,7 @@ worker. Calibration (:func:`run_recipe`) and grading (the hidden test ``test_fcn
 SAME code on the same recipe: :func:`load_data` here, then
 :func:`assignment_lib.recipe.train_and_predict` (in the sandbox when grading), then
 :func:`score_predictions` here. ``autograder.calibrate`` trains the reference under the recipe over
-several seeds to set each threshold (``autograder/thresholds.json``, keyed by recipe name) and
+several seeds to set each threshold (the FCN assignment's ``thresholds.json``, keyed by recipe name) and
 records :func:`data_checksum` of the data it used; :func:`check_tier_ready` refuses to grade a tier
 whose weights are missing or whose data differs from the calibration's.
 
@@ -285,8 +285,8 @@ def check_tier_ready(settings, bundle) -> None:
     """
     from autograder.results import InfrastructureError
 
-    if settings.miou == "none":
-        return
+    if settings.miou == "none" or not Path(bundle.thresholds).is_file():
+        return  # an assignment without thresholds.json grades no trained model: no tier to check
     recipe = grading_recipe(settings.miou)
     table = json.loads(Path(bundle.thresholds).read_text())
     record = table.get("recipes", {}).get(recipe.name, {})

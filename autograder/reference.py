@@ -1,57 +1,34 @@
 """The trusted reference implementation, built from the SOURCE notebooks (one source of truth).
 
-The solutions live only in ``notebooks/*.ipynb`` between ``### BEGIN SOLUTION`` / ``### END
-SOLUTION`` comment markers, so the source cells run as they are. :func:`load_reference` executes
-the cells named in :data:`REFERENCE_CELLS` in a fresh module namespace and returns it.
+The solutions live only in ``notebooks/<assignment>/*.ipynb`` between ``### BEGIN SOLUTION`` /
+``### END SOLUTION`` comment markers, so the source cells run as they are. Which cells, is the
+assignment's ``assignment.toml`` (:class:`autograder.assignment.Assignment`): :func:`load_reference`
+executes every notebook's locked cells then answer cells in a fresh module namespace and returns it;
 :func:`locked_source` gives the locked (import) cells the sandboxed worker runs instead of the
-student's copy, and :data:`ANSWER_CELLS` the answer cells taken from the submission.
+student's copy.
 """
 
 from __future__ import annotations
 
-import os
 import types
 from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 
+from autograder.assignment import Assignment
 from autograder.notebook import cells_by_grade_id
-
-#: Default folder of the source notebooks.
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-
-#: notebook file -> grade_ids executed, in order (locked imports first, then answers).
-REFERENCE_CELLS: dict[str, tuple[str, ...]] = {
-    "fcn_segmentation.ipynb": ("fcn_imports", "fcn32s", "fcn8s"),
-    "upsampling_and_iou.ipynb": ("upsampling_imports", "transposed_conv_padding", "soft_iou_loss"),
-}
-#: Locked cells the worker runs from the source, never from the submission.
-LOCKED_CELLS = ("fcn_imports", "upsampling_imports")
-#: Answer cells the worker takes from the submission; value = the name the cell must define.
-ANSWER_CELLS = {
-    "fcn32s": "FCN32s",
-    "fcn8s": "FCN8s",
-    "transposed_conv_padding": "transposed_conv_padding",
-    "soft_iou_loss": "soft_iou_loss",
-}
-#: grade_id -> notebook file.
-CELL_NOTEBOOK = {gid: nb for nb, gids in REFERENCE_CELLS.items() for gid in gids}
 
 
 class ReferenceSolutionError(RuntimeError):
     """The source notebooks are missing a cell or their code does not run."""
 
 
-def _source_dir(source_dir) -> Path:
-    return Path(source_dir) if source_dir is not None else SOURCE_DIR
-
-
 @lru_cache(maxsize=8)
-def _cells(source_dir: str) -> dict[str, str]:
+def _cells(assignment: Assignment) -> dict[str, str]:
     out: dict[str, str] = {}
-    for nb_name, gids in REFERENCE_CELLS.items():
-        path = Path(source_dir) / nb_name
+    for nb_name, gids in assignment.reference_cells.items():
+        path = Path(assignment.source_dir) / nb_name
         try:
             nb = nbformat.read(path, as_version=4)
         except (OSError, ValueError) as err:
@@ -64,49 +41,56 @@ def _cells(source_dir: str) -> dict[str, str]:
     return out
 
 
-def cell_source(grade_id: str, source_dir: str | os.PathLike | None = None) -> str:
-    """Source text of one reference cell of the source notebooks."""
-    cells = _cells(str(_source_dir(source_dir)))
+def cell_source(grade_id: str, assignment: Assignment) -> str:
+    """Source text of one reference cell (locked or answer) of ``assignment``'s source notebooks.
+
+    Raises:
+        ReferenceSolutionError: ``grade_id`` is not one of its cells, or a notebook cannot be read.
+    """
+    cells = _cells(assignment)
     if grade_id not in cells:
         raise ReferenceSolutionError(f"unknown reference cell {grade_id!r}; known: {sorted(cells)}")
     return cells[grade_id]
 
 
-def locked_source(grade_id: str, source_dir: str | os.PathLike | None = None) -> str:
+def locked_source(grade_id: str, assignment: Assignment) -> str:
     """Text of a locked cell as released; the worker runs it instead of the student's copy.
 
     Raises:
-        ReferenceSolutionError: ``grade_id`` is not one of :data:`LOCKED_CELLS`.
+        ReferenceSolutionError: ``grade_id`` is not one of the assignment's locked cells.
     """
-    if grade_id not in LOCKED_CELLS:
-        raise ReferenceSolutionError(f"{grade_id!r} is not a locked cell; locked cells: {LOCKED_CELLS}")
-    return cell_source(grade_id, source_dir)
+    if grade_id not in assignment.locked_cells:
+        raise ReferenceSolutionError(f"{grade_id!r} is not a locked cell; locked cells: "
+                                     f"{assignment.locked_cells}")
+    return cell_source(grade_id, assignment)
 
 
 @lru_cache(maxsize=4)
-def _load(source_dir: str) -> types.ModuleType:
-    mod = types.ModuleType("fcn_reference", "Reference solutions executed from the source notebooks.")
-    for nb_name, gids in REFERENCE_CELLS.items():
+def _load(assignment: Assignment) -> types.ModuleType:
+    mod = types.ModuleType(f"{assignment.name}_reference",
+                           "Reference solutions executed from the source notebooks.")
+    for nb_name, gids in assignment.reference_cells.items():
         for gid in gids:
-            code = compile(_cells(source_dir)[gid], f"<{nb_name}:{gid}>", "exec")
+            code = compile(_cells(assignment)[gid], f"<{nb_name}:{gid}>", "exec")
             try:
                 exec(code, mod.__dict__)
             except Exception as err:
                 raise ReferenceSolutionError(f"source cell {gid!r} of {nb_name} failed: {err!r}") from err
-    for name in ANSWER_CELLS.values():
-        if not hasattr(mod, name):
-            raise ReferenceSolutionError(f"the source notebooks define no {name!r}")
+    for gid, names in assignment.answer_cells.items():
+        for name in names:
+            if not hasattr(mod, name):
+                raise ReferenceSolutionError(f"the source cell {gid!r} defines no {name!r}")
     return mod
 
 
-def load_reference(source_dir: str | os.PathLike | None = None) -> types.ModuleType:
-    """Execute the reference cells of the source notebooks and return the namespace.
+def load_reference(assignment: Assignment) -> types.ModuleType:
+    """Execute the reference cells of ``assignment``'s source notebooks and return the namespace.
 
     Returns:
-        A module with ``FCN32s``, ``FCN8s``, ``transposed_conv_padding``, ``soft_iou_loss``
-        (cached per ``source_dir``).
+        A module holding every name the answer cells define (for FCN: ``FCN32s``, ``FCN8s``,
+        ``transposed_conv_padding``, ``soft_iou_loss``), cached per assignment.
 
     Raises:
         ReferenceSolutionError: a notebook or cell is missing, or a cell fails to run.
     """
-    return _load(str(_source_dir(source_dir)))
+    return _load(assignment)

@@ -1,20 +1,22 @@
 """Build the nbgrader course folder and the student bundle.
 
-``python -m autograder release [--out DIR]`` (default ``DIR = build``) does:
+``python -m autograder release [--assignment NAME] [--out DIR]`` (default ``DIR = build``; without
+``--assignment``, every assignment of :func:`autograder.assignment.assignment_names` into ONE course
+folder) does, per assignment ``A``:
 
 1. ``DIR/course/``: an nbgrader course folder: ``nbgrader_config.py`` (course id, the hint put in
-   place of each solution, execution timeout) and ``source/fcn_segmentation/*.ipynb`` copied from
-   ``notebooks/``;
-2. runs ``nbgrader generate_assignment fcn_segmentation --force`` there (nbgrader's own command
+   place of each solution, execution timeout) and ``source/A/*.ipynb`` copied from
+   ``notebooks/A/``, each check cell's ``points`` set from the rubric (:func:`check_cell_points`);
+2. runs ``nbgrader generate_assignment A --force`` there (nbgrader's own command
    line, in a subprocess, so that exactly the same thing happens as when an instructor types it),
-   which writes ``release/fcn_segmentation/*.ipynb`` (solutions replaced by a stub that raises
+   which writes ``release/A/*.ipynb`` (solutions replaced by a stub that raises
    ``NotImplementedError``, outputs cleared, checksums recorded) and ``gradebook.db``;
-3. ``DIR/student/fcn_segmentation/``: the student bundle: the release notebooks,
+3. ``DIR/student/A/``: the student bundle: the release notebooks,
    ``assignment_lib/`` (without ``__pycache__``) plus ``assignment_lib/expected_cells.json`` (the
    graded cells ``python -m assignment_lib.submit`` insists on), ``datasets/`` (split lists, sample,
    checksums for ``python -m assignment_lib.download``), ``environment.yml``, a ``pyproject.toml``
    that installs only ``assignment_lib``, and a short ``README.md``;
-4. ``DIR/fcn_segmentation_student.zip``: the same bundle, zipped (top folder ``fcn_segmentation/``).
+4. ``DIR/A_student.zip``: the same bundle, zipped (top folder ``A/``).
 
 The bundle holds no solution code, no hidden tests and nothing of ``autograder/``
 (``tests/test_release.py`` scans it).
@@ -58,10 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assignment_lib.submit import ANSWER_STUB, expected_cells_from_notebooks
+from autograder.assignment import Assignment, all_assignments, get_assignment
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = "fcn_segmentation"
-NOTEBOOKS = ("fcn_segmentation.ipynb", "upsampling_and_iou.ipynb")
 #: What nbgrader puts in place of every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region.
 CODE_STUB = ("# YOUR CODE HERE: see the docstring above and the text before this cell,\n"
              "# then run the check cell below.\n"
@@ -70,98 +71,44 @@ CODE_STUB = ("# YOUR CODE HERE: see the docstring above and the text before this
 #: Parts of ``datasets/`` that the student bundle needs (splits, offline sample, checksums).
 DATASET_PARTS = ("README.md", "cmp_facade_base.sha256", "splits", "sample")
 
-NBGRADER_CONFIG = f'''"""nbgrader configuration of the FCN segmentation course (written by autograder/release.py)."""
+NBGRADER_CONFIG = f'''"""nbgrader configuration of the course (written by autograder/release.py)."""
 c = get_config()  # noqa: F821
-c.CourseDirectory.course_id = "fcn_segmentation_course"
+c.CourseDirectory.course_id = "deep_learning_course"
 c.ClearSolutions.code_stub = {{"python": {CODE_STUB!r}}}
 c.ClearSolutions.text_stub = {ANSWER_STUB!r}
 # nbgrader autograde executes whole notebooks, training cells included.
 c.ExecutePreprocessor.timeout = 3600
 '''
 
-STUDENT_README = """# FCN semantic segmentation (CMP Facade)
+#: The student bundle's README.md when the assignment package has no ``student_README.md``
+#: (``{title}``, ``{name}`` and ``{notebooks}`` filled in).
+GENERIC_STUDENT_README = """# {title}
 
-## Set up (Python 3.11 or newer)
-
-Check with `python3 --version`: older Pythons cannot install the kit ("requires a different
-Python"). Create an environment once, then **activate it in every new terminal** before
-`jupyter lab` or `python -m assignment_lib.submit`.
-
-With conda:
-
-    conda env create -f environment.yml
-    conda activate fcn-kit
-
-With pip, on a laptop without an NVIDIA GPU (CPU-only PyTorch: about 0.2 GB to download instead
-of about 3 GB of CUDA libraries):
-
-    python3 -m venv .venv
-    source .venv/bin/activate                  # Windows: .venv\\Scripts\\activate
-    pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
-    pip install -e .
-
-With pip, on a machine with an NVIDIA GPU: the same, minus the `pip install torch ...` line
-(`pip install -e .` then fetches the CUDA build of torch).
-
-Then get the data (once):
-
-    python -m assignment_lib.download          # the CMP Facade base set into datasets/cmp_facade/
-
-Without it the notebooks fall back to the 24-image sample in `datasets/sample/` and show a red
-banner (and `submit` refuses such a run unless you pass `--allow-sample`); to use a copy of the
-data set elsewhere, set `CMP_FACADE_ROOT` to the folder that holds `base/` and
-`label_names.txt`. The ImageNet VGG-16 weights (528 MB) are downloaded into the torch hub cache
-the first time the notebook needs them; to use a file you already have, set `VGG16_WEIGHTS` to
-its path.
-
-Optional: `python -m assignment_lib.tour` prints and plots a short tour of the data and metrics.
-
-## How long it takes
-
-The training sizes follow a budget picked for your machine (`assignment_lib.config.BUDGET`):
-`gpu` when PyTorch sees a CUDA GPU, else `cpu` (sized to finish the FCN notebook within an hour
-on a 2-core laptop). Each training cell prints its estimated time before it starts.
-`ASSIGNMENT_BUDGET=gpu|cpu|smoke jupyter lab` overrides the choice; the measured times are in
-the closing note of `fcn_segmentation.ipynb`.
-
-## Work
-
-Open `fcn_segmentation.ipynb` and `upsampling_and_iou.ipynb` with `jupyter lab`. Replace each
-`raise NotImplementedError(...)` with your code and run the check cell below it: it prints a
-`✓` line per passed check, or tells you what is wrong. Passing the checks does not guarantee full
-marks: more tests are run after you hand in. Answer every inline question in its markdown cell
-(replace `YOUR ANSWER HERE`). Do not delete, copy or move the graded cells.
-
-`ASSIGNMENT_SMOKE=1 jupyter lab` makes every training cell tiny (to check that everything runs
-before a long run); the final hand-in must be a normal run (`submit` refuses a smoke run unless
-you pass `--allow-smoke`).
-
-## Hand in
-
-Run every notebook top to bottom (Kernel > Restart & Run All), save, then, with the environment
-activated:
+Set up the environment as `environment.yml` or `pyproject.toml` say (Python 3.11 or newer), then
+open {notebooks} with `jupyter lab`. Replace each `raise NotImplementedError(...)` with your code and
+run the check cell below it. Answer every inline question in its markdown cell. Hand in with
 
     python -m assignment_lib.submit --student YOUR_ID
 
-It checks that all cells ran without errors, no graded cell is missing, every question is
-answered, and the notebooks ran on the data set outside smoke mode; it names each problem by its
-graded cell or by the code cell number Jupyter shows, and writes `YOUR_ID_fcn_segmentation.zip`
-(with a manifest of what the notebooks ran with). Hand in that file.
+which writes `YOUR_ID_{name}.zip`.
 """
+
 
 
 @dataclass
 class ReleasePaths:
-    """Where :func:`release` put things (all absolute)."""
+    """Where :func:`release` put one assignment (all absolute)."""
 
-    course: Path           #: the nbgrader course folder
-    release: Path          #: course/release/fcn_segmentation (the release notebooks)
+    course: Path           #: the nbgrader course folder (shared by every assignment)
+    release: Path          #: course/release/<assignment> (the release notebooks)
     bundle: Path           #: the student bundle folder
     zip: Path              #: the student bundle zip
     expected_cells: Path   #: bundle/assignment_lib/expected_cells.json
+    notebooks: tuple[str, ...] = ()  #: the assignment's notebook file names
+    assignment: str = ""   #: the assignment's name
 
     def release_notebooks(self) -> list[Path]:
-        return [self.release / n for n in NOTEBOOKS]
+        return [self.release / n for n in self.notebooks]
 
 
 class ReleaseError(RuntimeError):
@@ -192,50 +139,74 @@ def _ignore(_dir, names):
     return [n for n in names if n in ("__pycache__", ".ipynb_checkpoints") or n.endswith(".pyc")]
 
 
-def make_course(course: Path, notebooks_dir: Path = REPO / "notebooks") -> Path:
-    """Write the nbgrader course folder's config and source notebooks; return the source folder."""
-    for name in NOTEBOOKS:
+def student_readme(assignment: Assignment) -> str:
+    """The bundle's README.md: ``student_README.md`` of the assignment package, else
+    :data:`GENERIC_STUDENT_README` filled in."""
+    own = Path(assignment.folder) / "student_README.md"
+    if own.is_file():
+        return own.read_text(encoding="utf-8")
+    nbs = " and ".join(f"`{n}`" for n in assignment.notebook_files)
+    return GENERIC_STUDENT_README.format(title=assignment.title, name=assignment.name, notebooks=nbs)
+
+
+def make_course(course: Path, assignment: Assignment) -> Path:
+    """Write the nbgrader course folder's config and ``assignment``'s source notebooks, with the
+    check cells' points derived from the rubric (:func:`check_cell_points`); return the source
+    folder. Other assignments' folders in ``course`` are left as they are.
+
+    Raises:
+        ReleaseError: a source notebook is missing, or the rubric and the notebooks do not match.
+    """
+    from autograder.points import PointsError, set_check_points
+
+    notebooks_dir = Path(assignment.source_dir)
+    for name in assignment.notebook_files:
         if not (notebooks_dir / name).is_file():
             raise ReleaseError(f"source notebook {notebooks_dir / name} is missing")
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG, encoding="utf-8")
-    source = course / "source" / ASSIGNMENT
+    source = course / "source" / assignment.name
     if source.exists():
         shutil.rmtree(source)
     source.mkdir(parents=True)
-    for name in NOTEBOOKS:
+    for name in assignment.notebook_files:
         shutil.copy2(notebooks_dir / name, source / name)
+    try:
+        set_check_points(assignment, source)
+    except PointsError as err:
+        raise ReleaseError(str(err)) from None
     return source
 
 
-def generate_assignment(course: Path) -> Path:
-    """Run ``nbgrader generate_assignment`` in ``course``; return the release folder.
+def generate_assignment(course: Path, assignment: Assignment) -> Path:
+    """Run ``nbgrader generate_assignment <name>`` in ``course``; return the release folder.
 
     Raises:
         ReleaseError: with nbgrader's output if it fails.
     """
-    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"]
+    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment.name, "--force"]
     # nbgrader runs the `alembic` console script of its environment: put that on PATH.
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(cmd, check=False, cwd=course, capture_output=True, text=True, env=env)
-    release = course / "release" / ASSIGNMENT
-    if proc.returncode != 0 or not all((release / n).is_file() for n in NOTEBOOKS):
+    release = course / "release" / assignment.name
+    if proc.returncode != 0 or not all((release / n).is_file() for n in assignment.notebook_files):
         raise ReleaseError(f"`{' '.join(cmd[1:])}` failed in {course} (exit {proc.returncode}):\n"
                            f"{proc.stdout}\n{proc.stderr}")
     return release
 
 
-def make_bundle(release: Path, bundle: Path) -> Path:
+def make_bundle(release: Path, bundle: Path, assignment: Assignment) -> Path:
     """Assemble the student bundle folder from the release notebooks; return the manifest path."""
     if bundle.exists():
         shutil.rmtree(bundle)
     bundle.mkdir(parents=True)
-    for name in NOTEBOOKS:
+    names = assignment.notebook_files
+    for name in names:
         shutil.copy2(release / name, bundle / name)
     shutil.copytree(REPO / "assignment_lib", bundle / "assignment_lib", ignore=_ignore)
     expected = bundle / "assignment_lib" / "expected_cells.json"
-    manifest = expected_cells_from_notebooks([release / n for n in NOTEBOOKS])
+    manifest = expected_cells_from_notebooks([release / n for n in names], assignment.name)
     expected.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     (bundle / "datasets").mkdir()
     for part in DATASET_PARTS:
@@ -248,7 +219,7 @@ def make_bundle(release: Path, bundle: Path) -> Path:
             shutil.copy2(src, bundle / "datasets" / part)
     shutil.copy2(REPO / "environment.yml", bundle / "environment.yml")
     _write_student_pyproject(bundle / "pyproject.toml")
-    (bundle / "README.md").write_text(STUDENT_README, encoding="utf-8")
+    (bundle / "README.md").write_text(student_readme(assignment), encoding="utf-8")
     return expected
 
 
@@ -263,42 +234,68 @@ def zip_folder(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def release(out: str | Path | None = None, notebooks_dir: str | Path | None = None) -> ReleasePaths:
-    """Build the course folder, run nbgrader, and pack the student bundle under ``out``.
+def release(out: str | Path | None = None, assignment: str | Assignment = "") -> ReleasePaths:
+    """Build (or update) the course folder with one assignment, run nbgrader, and pack its student
+    bundle under ``out``.
 
     Args:
-        out: output folder (default ``<repo>/build``); ``out/course``, ``out/student`` and
-            ``out/fcn_segmentation_student.zip`` are replaced.
-        notebooks_dir: where the source notebooks are (default ``<repo>/notebooks``).
+        out: output folder (default ``<repo>/build``); ``out/course/{source,release}/<name>``,
+            ``out/student/<name>`` and ``out/<name>_student.zip`` are replaced, other assignments'
+            folders kept.
+        assignment: the assignment's name (``autograder/assignments/<name>``) or an
+            :class:`~autograder.assignment.Assignment` (e.g. loaded from a copy).
 
     Raises:
-        ReleaseError: if a source file is missing or nbgrader fails.
+        ReleaseError: a source file is missing, the rubric and the check cells do not match, or
+            nbgrader fails.
+        autograder.assignment.AssignmentError: no such assignment.
     """
+    spec = assignment if isinstance(assignment, Assignment) else get_assignment(assignment)
     out = Path(out or REPO / "build").resolve()
     course = out / "course"
-    make_course(course, Path(notebooks_dir or REPO / "notebooks"))
-    rel = generate_assignment(course)
-    bundle = out / "student" / ASSIGNMENT
-    expected = make_bundle(rel, bundle)
-    zip_path = zip_folder(bundle, out / f"{ASSIGNMENT}_student.zip")
+    make_course(course, spec)
+    rel = generate_assignment(course, spec)
+    bundle = out / "student" / spec.name
+    expected = make_bundle(rel, bundle, spec)
+    zip_path = zip_folder(bundle, out / f"{spec.name}_student.zip")
     return ReleasePaths(course=course, release=rel, bundle=bundle, zip=zip_path,
-                        expected_cells=expected)
+                        expected_cells=expected, notebooks=spec.notebook_files, assignment=spec.name)
+
+
+def release_all(out: str | Path | None = None, root: str | Path | None = None,
+                notebooks_root: str | Path | None = None) -> dict[str, ReleasePaths]:
+    """Every assignment (``<root>/*/assignment.toml``) into ONE course folder under ``out``, one
+    student bundle each; ``{name: ReleasePaths}``.
+
+    Raises:
+        ReleaseError: as :func:`release`, or there is no assignment at all.
+    """
+    specs = all_assignments(root, notebooks_root)
+    if not specs:
+        raise ReleaseError(f"no assignment (no */assignment.toml) under {root or 'autograder/assignments'}")
+    return {s.name: release(out, s) for s in specs}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autograder.assignment import AssignmentError
+
     parser = argparse.ArgumentParser(prog="python -m autograder release",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="output folder (default: build)")
+    parser.add_argument("--assignment", default=None,
+                        help="release only this assignment (default: every assignment, one course)")
     args = parser.parse_args(argv)
     try:
-        paths = release(args.out)
-    except ReleaseError as e:
+        done = {args.assignment: release(args.out, args.assignment)} if args.assignment else release_all(args.out)
+    except (ReleaseError, AssignmentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"nbgrader course folder: {paths.course}")
-    print(f"release notebooks:      {paths.release}")
-    print(f"student bundle:         {paths.bundle}")
-    print(f"student zip:            {paths.zip}")
+    for name, paths in done.items():
+        print(f"{name}:")
+        print(f"  nbgrader course folder: {paths.course}")
+        print(f"  release notebooks:      {paths.release}")
+        print(f"  student bundle:         {paths.bundle}")
+        print(f"  student zip:            {paths.zip}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The rubric: points, part, visibility and teaching message of every hidden test.
 
-Read from ``autograder/rubric.toml`` (``[tests.<test function name>]`` tables). ``tests/`` checks
-that every hidden test has an entry and every entry a test (:func:`hidden_test_names`).
+Read from an assignment's ``rubric.toml`` (``autograder/assignments/<name>/rubric.toml``,
+``[tests.<test function name>]`` tables). ``tests/`` checks that every hidden test has an entry and
+every entry a test (:func:`hidden_test_names`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.results import VISIBILITIES, TestResult
-
-RUBRIC_PATH = Path(__file__).resolve().parent / "rubric.toml"
-HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 
 
 class RubricError(ValueError):
@@ -31,13 +29,13 @@ class RubricEntry:
     message: str
 
 
-def load_rubric(path=None) -> dict[str, RubricEntry]:
-    """``{test name: RubricEntry}`` in file order.
+def load_rubric(path) -> dict[str, RubricEntry]:
+    """``{test name: RubricEntry}`` of the ``rubric.toml`` at ``path``, in file order.
 
     Raises:
         RubricError: a missing field, negative points or an unknown visibility.
     """
-    path = Path(path) if path is not None else RUBRIC_PATH
+    path = Path(path)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     out = {}
     for name, e in data.get("tests", {}).items():
@@ -55,9 +53,9 @@ def load_rubric(path=None) -> dict[str, RubricEntry]:
     return out
 
 
-def hidden_test_names(folder=None) -> list[str]:
-    """Names of the ``test_*`` functions in ``hidden_tests/test_*.py`` (read with ``ast``)."""
-    folder = Path(folder) if folder is not None else HIDDEN_TESTS
+def hidden_test_names(folder) -> list[str]:
+    """Names of the ``test_*`` functions in ``<folder>/test_*.py`` (read with ``ast``)."""
+    folder = Path(folder)
     names = []
     for f in sorted(folder.glob("test_*.py")):
         for node in ast.parse(f.read_text()).body:

@@ -50,8 +50,6 @@ from pathlib import Path, PurePosixPath
 from autograder.lms import LmsName, parse_lms_name, slug, strip_copy_suffix
 from autograder.results import atomic_write_text
 
-#: The nbgrader assignment that this kit releases.
-ASSIGNMENT = "fcn_segmentation"
 #: Largest number of entries a submission zip may hold.
 MAX_ZIP_ENTRIES = 200
 #: Largest total uncompressed size of the files extracted from one zip (bytes).
@@ -390,11 +388,24 @@ def _lms_loose_files(folder: Path) -> list[Submission] | None:
     return list(groups.values()) if found else None
 
 
-def _is_nbgrader_submitted(folder: Path, assignment: str) -> bool:
-    return any((d / assignment).is_dir() for d in folder.iterdir() if d.is_dir())
+def _nbgrader_assignment(folder: Path, assignment: str | None) -> str | None:
+    """The assignment of an nbgrader ``submitted/<student>/<assignment>/`` layout in ``folder``
+    (``assignment``, or the one known assignment found there), or ``None`` for another layout.
+
+    Raises:
+        SubmissionError: the folder holds several known assignments and none was named.
+    """
+    from autograder.assignment import assignment_names
+
+    names = [assignment] if assignment else assignment_names()
+    found = sorted({n for d in folder.iterdir() if d.is_dir() for n in names if (d / n).is_dir()})
+    if len(found) > 1:
+        raise SubmissionError(f"{folder}: submissions of several assignments ({', '.join(found)}): "
+                              "pass --assignment NAME")
+    return found[0] if found else None
 
 
-def _discover_one(path: Path, work_dir: Path, assignment: str) -> list[Submission]:
+def _discover_one(path: Path, work_dir: Path, assignment: str | None) -> list[Submission]:
     if not path.exists():
         raise SubmissionError(f"{path}: no such file or folder")
     if path.is_file():
@@ -409,7 +420,9 @@ def _discover_one(path: Path, work_dir: Path, assignment: str) -> list[Submissio
     if _notebooks_in(path):  # one student's loose notebooks
         return [_folder_submission(path)]
     subs: list[Submission] = []
-    if _is_nbgrader_submitted(path, assignment):
+    nbgrader_name = _nbgrader_assignment(path, assignment)
+    if nbgrader_name is not None:
+        assignment = nbgrader_name
         for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
             folder = d / assignment
             if folder.is_dir():
@@ -429,7 +442,7 @@ def _discover_one(path: Path, work_dir: Path, assignment: str) -> list[Submissio
             subs.append(_folder_submission(entry))
     if not subs:
         raise SubmissionError(
-            f"{path}: found no submissions (expected submitted/<student>/{assignment}/*.ipynb, "
+            f"{path}: found no submissions (expected submitted/<student>/{assignment or '<assignment>'}/*.ipynb, "
             "<student>/*.ipynb folders, *.ipynb files, .zip files or an LMS bulk download)"
         )
     return subs
@@ -492,7 +505,7 @@ def select_submissions(found: list[Submission], keep: str = "latest") -> list[Su
 
 
 def find_submissions(
-    paths: list[str | Path], work_dir: str | Path, assignment: str = ASSIGNMENT, keep: str = "latest"
+    paths: list[str | Path], work_dir: str | Path, assignment: str | None = None, keep: str = "latest"
 ) -> list[Submission]:
     """Every submission under ``paths``, one per student, sorted by student id.
 
@@ -500,7 +513,8 @@ def find_submissions(
         paths: folders or zip files in any of the accepted layouts (see the module docstring).
         work_dir: where zips are extracted (``work_dir/unzipped/<student>/``) and non-UTF-8
             notebooks rewritten (``work_dir/transcoded/<student>/``).
-        assignment: the nbgrader assignment name, used in the ``submitted/`` layout.
+        assignment: the nbgrader assignment name, used in the ``submitted/`` layout (``None``: the
+            one known assignment found there).
         keep: which of a student's several submissions is graded (:func:`select_submissions`).
 
     Raises:

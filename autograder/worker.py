@@ -276,12 +276,13 @@ def op_loss_grad(req):
 def op_train_predict(req):
     """Train ``req["name"]`` under the grading recipe ``req["recipe"]`` (``Recipe.to_dict()``) with
     :func:`assignment_lib.recipe.train_and_predict`, the function calibration runs on the reference,
-    on the sent (image, target) pairs, and predict the sent test images. The grader never sends the
-    test labels and computes the mIoU itself."""
+    on the sent (image, target) pairs, and predict the sent test images; ``req["loss_fn"]`` names
+    the loss a recipe trains with (a submission's name or a dotted path; ``None``: the recipe's
+    default). The grader never sends the test labels and computes the mIoU itself."""
     from assignment_lib.recipe import train_and_predict
 
     recipe = req["recipe"]
-    loss = NAMESPACE.get("soft_iou_loss") if recipe["config"].get("loss") == "soft_iou" else None
+    loss = _resolve(req["loss_fn"]) if req.get("loss_fn") else None
     out = train_and_predict(_defined(req["name"]), recipe,
                             [(img.numpy(), tgt.numpy()) for img, tgt in req["train"]],
                             [img.numpy() for img in req["test_images"]], device=req.get("device"),

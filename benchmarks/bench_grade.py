@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autograder import demo, release
+from autograder.assignment import get_assignment
 from autograder.grade import GradeOptions, grade_all
 from autograder.settings import GradingSettings
 from autograder.submissions import find_submissions
@@ -35,7 +36,7 @@ def nbgrader_autograde(course: Path, copies: Path, n: int) -> float:
     """Seconds for ``nbgrader autograde`` (smoke mode) of the copies in ``course``."""
     import subprocess
 
-    from autograder.release import ASSIGNMENT
+    ASSIGNMENT = "fcn_segmentation"
 
     for d in sorted(copies.iterdir()):
         dest = course / "submitted" / d.name / ASSIGNMENT
@@ -62,8 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-nbgrader", action="store_true", help="skip the nbgrader autograde run")
     args = p.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
-    paths = release.release(out / "release")
-    demo.make_submissions(paths.release, demo.REPO / "notebooks", paths.expected_cells, out / "made")
+    paths = release.release(out / "release", "fcn_segmentation")
+    demo.make_submissions(paths.release, get_assignment("fcn_segmentation"), paths.expected_cells, out / "made")
     copies = out / "copies"
     shutil.rmtree(copies, ignore_errors=True)
     for i in range(args.copies):

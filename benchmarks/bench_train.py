@@ -119,7 +119,7 @@ def time_to_threshold(dev) -> str:
     calibrated threshold (checked at every History row)."""
     if dev.type != "cuda":
         return "n/a (CPU)"
-    doc = json.loads((REPO / "autograder" / "thresholds.json").read_text())
+    doc = json.loads((REPO / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json").read_text())
     thr = doc.get("gpu", {}).get("FCN8s")
     if thr is None:
         return "n/a (GPU threshold not yet measured)"

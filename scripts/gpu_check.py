@@ -187,15 +187,18 @@ def demo_submissions(dest: Path) -> Path:
     notebooks with the demo's answer cells)."""
     import nbformat
 
-    from autograder import demo, reference
+    from autograder import reference
+    from autograder.assignment import get_assignment
+    from autograder.assignments.fcn_segmentation import demo
     from autograder.notebook import cells_by_grade_id
 
-    solutions = {gid: reference.cell_source(gid, reference.SOURCE_DIR) for gid in reference.ANSWER_CELLS}
+    fcn = get_assignment("fcn_segmentation")
+    solutions = {gid: reference.cell_source(gid, fcn) for gid in fcn.answer_cells}
     for student in demo.STUDENTS:
         cells = demo.student_cells(student, solutions)
         (dest / student).mkdir(parents=True, exist_ok=True)
-        for name in reference.REFERENCE_CELLS:
-            nb = nbformat.read(reference.SOURCE_DIR / name, as_version=4)
+        for name in fcn.notebook_files:
+            nb = nbformat.read(Path(fcn.source_dir) / name, as_version=4)
             for gid, cell in cells_by_grade_id(nb).items():
                 if gid in cells:
                     cell.source = cells[gid]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.assignment import get_assignment
 from autograder.notebook import cells_by_grade_id
-from autograder.reference import CELL_NOTEBOOK, REFERENCE_CELLS, SOURCE_DIR
+
+FCN = get_assignment("fcn_segmentation")
 
 
 def build_submission(dest: Path, edits: dict) -> dict[str, Path]:
@@ -15,9 +17,9 @@ def build_submission(dest: Path, edits: dict) -> dict[str, Path]:
     list of ``(old, new)`` replacements applied to the source notebook's solution text (each
     ``old`` must occur, so a stale edit fails loudly)."""
     dest.mkdir(parents=True, exist_ok=True)
-    nbs = {name: nbformat.read(SOURCE_DIR / name, as_version=4) for name in REFERENCE_CELLS}
+    nbs = {name: nbformat.read(Path(FCN.source_dir) / name, as_version=4) for name in FCN.notebook_files}
     for gid, edit in edits.items():
-        cell = cells_by_grade_id(nbs[CELL_NOTEBOOK[gid]])[gid]
+        cell = cells_by_grade_id(nbs[FCN.cell_notebook[gid]])[gid]
         if isinstance(edit, str):
             cell.source = edit
         else:

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from autograder import analytics, reports
+from autograder.assignment import get_assignment
 from autograder.job import failure_result
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import load_rubric
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 N_STUDENTS = 30
 
@@ -20,7 +23,7 @@ def synthetic_class(n: int = N_STUDENTS) -> list[SubmissionResult]:
     """Student i has ability i / (n - 1). Test k of the rubric is passed when the ability is above
     its difficulty, except ``test_soft_iou_loss_limits`` which only the weakest third pass (an item
     that discriminates the wrong way) and ``test_fcn32s_layer_names`` which everyone passes."""
-    rubric = list(load_rubric().values())
+    rubric = list(load_rubric(FCN_RUBRIC).values())
     out = []
     for i in range(n):
         ability = i / (n - 1)
@@ -91,7 +94,7 @@ def test_class_statistics(results_dir):
     # failure messages: rubric sentence removed, numbers folded into one group, students counted once
     assert len(s.failures) == analytics.TOP_FAILURES
     top = s.failures[0]
-    assert ": kernel_size=" in top.text and not top.text.startswith(load_rubric()[top.tests[0]].message)
+    assert ": kernel_size=" in top.text and not top.text.startswith(load_rubric(FCN_RUBRIC)[top.tests[0]].message)
     assert len(top.students) > 10 and len(top.tests) > 1
     assert all(len(a.students) >= len(b.students) for a, b in zip(s.failures, s.failures[1:]))
     assert not any("zz_crash" in f.students for f in s.failures)  # its zeros are an incident instead

@@ -9,8 +9,8 @@ import torch
 
 from assignment_lib import checks
 
-FCN_NB = "notebooks/fcn_segmentation.ipynb"
-UP_NB = "notebooks/upsampling_and_iou.ipynb"
+FCN_NB = "notebooks/fcn_segmentation/fcn_segmentation.ipynb"
+UP_NB = "notebooks/fcn_segmentation/upsampling_and_iou.ipynb"
 
 
 def _cells(repo_root, nb_path) -> dict[str, str]:
@@ -339,7 +339,7 @@ def test_checks_do_not_state_the_answers(repo_root, fcn_cells):
 def test_check_and_hidden_tests_agree_on_the_padding_rule():
     """Issue 11 item 4: the visible check and the hidden tests try the same cases, so a formula
     without max(0, ...) fails both (it used to pass every hidden test and fail only the check)."""
-    from autograder.hidden_tests import test_upsampling as hidden
+    from autograder.assignments.fcn_segmentation.hidden_tests import test_upsampling as hidden
 
     assert hidden.SIZES == checks.PADDING_SIZES
     src = __import__("inspect").getsource(hidden)

@@ -75,6 +75,7 @@ def test_gpu_tasks_land_only_on_the_worker_with_the_gpu_resource(tmp_path, runne
             subs = find_submissions([root], tmp_path / "w")
             jobs = [GradeJob(s.student, {"a.ipynb": b"x"},
                              GradingSettings(miou="gpu" if i % 2 else "none"),
+                             Bundle.for_assignment("fcn_segmentation"),
                              runner="test_grade:fake_runner") for i, s in enumerate(subs)]
             done = list(DaskExecutor(cluster.scheduler_address).run(jobs))
             assert len(done) == len(jobs)
@@ -125,7 +126,7 @@ def test_a_worker_killed_mid_job_is_retried_or_an_infrastructure_error(tmp_path,
 
 
 def test_bundle_is_content_addressed_and_cached(tmp_path):
-    b = Bundle.default()
+    b = Bundle.for_assignment("fcn_segmentation")
     data, digest = b.pack(), b.digest()
     first = unpack_cached(data, digest, tmp_path)
     assert first.digest() == digest and first.hidden_tests.startswith(str(tmp_path / digest))

@@ -10,8 +10,11 @@ import sys
 import pytest
 
 from autograder import reports
+from autograder.assignment import get_assignment
 from autograder.demo import demo_data_root
 from autograder.rubric import load_rubric
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 pytestmark = pytest.mark.slow
 
@@ -19,12 +22,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run([sys.executable, "-m", "autograder", "demo", "--out", str(out), "--no-progress"],
+    proc = subprocess.run([sys.executable, "-m", "autograder", "demo", "--assignment", "fcn_segmentation",
+                           "--out", str(out), "--no-progress"],
                           cwd=repo_root, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = {}
     for student in ("reference", "partly_wrong", "broken"):
-        results[student] = json.loads((out / "graded" / student / "results.json").read_text())
+        results[student] = json.loads((out / "fcn_segmentation" / "graded" / student / "results.json").read_text())
     return out, proc.stdout, results
 
 
@@ -35,7 +39,7 @@ def by_name(result: dict) -> dict[str, dict]:
 def test_reference_gets_full_marks_on_every_test_that_ran(demo):
     _, _, results = demo
     tests = by_name(results["reference"])
-    assert set(tests) == set(load_rubric())
+    assert set(tests) == set(load_rubric(FCN_RUBRIC))
     ran = [t for t in tests.values() if t["extra_data"]["status"] != "not_run"]
     assert ran and all(t["score"] == t["max_score"] > 0 for t in ran), [t for t in ran if t["score"] < t["max_score"]]
     assert results["reference"]["score"] == sum(t["max_score"] for t in ran)
@@ -74,32 +78,32 @@ def test_broken_scores_zero_on_what_it_breaks_with_messages(demo):
 
 def test_outputs_and_printed_table(demo):
     out, stdout, results = demo
-    rows = {row["student"]: row for row in csv.DictReader((out / "graded" / "grades.csv").open())}
+    rows = {row["student"]: row for row in csv.DictReader((out / "fcn_segmentation" / "graded" / "grades.csv").open())}
     assert set(rows) == {"reference", "partly_wrong", "broken"}
     for student, row in rows.items():
         assert row["total"] == reports.fmt(results[student]["score"])  # grades.csv: 2 decimals
     for student in rows:
         assert f"{student}  " in stdout
-        html = (out / "graded" / student / "feedback.html").read_text()
+        html = (out / "fcn_segmentation" / "graded" / student / "feedback.html").read_text()
         assert "bubblewrap" in html or "subprocess" in html
-    inline = (out / "graded" / "inline_answers.html").read_text()
+    inline = (out / "fcn_segmentation" / "graded" / "inline_answers.html").read_text()
     assert "<script>alert" not in inline and "&lt;script&gt;alert" in inline
     for name in ("grades.csv", "inline_answers.html", "submissions", "fcn_segmentation_student.zip"):
         assert name in stdout
-    assert (out / "submissions" / "reference.zip").is_file()
+    assert (out / "fcn_segmentation" / "submissions" / "reference.zip").is_file()
 
 
 def test_dask_executor_gives_the_same_grades_and_a_rerun_regrades_no_one(demo, repo_root):
     """The demo's zips graded again with ``--executor dask`` (a LocalCluster of 2 workers) and the
     demo's settings: the same grades.csv; then an unchanged rerun regrades nobody."""
     out, _, _ = demo
-    zips = sorted(str(p) for p in (out / "submissions").glob("*.zip"))
+    zips = sorted(str(p) for p in (out / "fcn_segmentation" / "submissions").glob("*.zip"))
     cmd = [sys.executable, "-m", "autograder", "grade", *zips, "--out", str(out / "dask"), "--jobs", "2",
            "--executor", "dask", "--timeout", "30", "--data-root", str(demo_data_root()),
            "--no-progress", "--no-pdf"]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    local = (out / "graded" / "grades.csv").read_text()
+    local = (out / "fcn_segmentation" / "graded" / "grades.csv").read_text()
     assert (out / "dask" / "grades.csv").read_text() == local
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0 and "graded now: 0" in again.stdout and "skipped (up to date): 3" in again.stdout

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from autograder import grade, job, reports
+from autograder.assignment import get_assignment
 from autograder.bundle import Bundle
 from autograder.job import GradeJob
 from autograder.results import InlineAnswer, SubmissionResult, TestResult
@@ -25,6 +26,8 @@ from autograder.rubric import load_rubric
 from autograder.settings import GradingSettings
 from autograder.store import ResultsStore
 from autograder.submissions import Submission, find_submissions
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -134,7 +137,7 @@ def test_pytest_process_dying_is_an_infrastructure_error(tmp_path, monkeypatch):
     """The real job: the hidden tests' process is the crash boundary."""
     monkeypatch.setattr(job, "pytest_command",
                         lambda cfg, bundle: [sys.executable, "-c", "import os; os._exit(7)"])
-    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks").glob("*.ipynb"))}
+    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks" / "fcn_segmentation").glob("*.ipynb"))}
     settings = GradingSettings(scratch_root=str(tmp_path / "scratch"))
     r = job.grade_job(GradeJob("zed", nbs, settings))
     assert "exit code 7" in r.infrastructure_error
@@ -154,7 +157,7 @@ def test_a_sandbox_the_machine_cannot_give_is_an_infrastructure_error(tmp_path, 
     real = job.pytest_command
     monkeypatch.setattr(job, "pytest_command",  # one hidden test is enough to start the sandbox
                         lambda cfg, bundle: [*real(cfg, bundle), "-k", "test_fcn32s_layer_names"])
-    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks").glob("*.ipynb"))}
+    nbs = {p.name: p.read_bytes() for p in sorted((REPO / "notebooks" / "fcn_segmentation").glob("*.ipynb"))}
     settings = GradingSettings(scratch_root=str(tmp_path / "scratch"))
     r = job.grade_job(GradeJob("gpuless", nbs, settings, device="cuda:7"))
     assert "not of your code" in r.infrastructure_error and "GPU" in r.infrastructure_error
@@ -180,7 +183,7 @@ def test_sandbox_slots_are_distinct_across_holders(tmp_path):
 
 
 def test_refused_submission_has_the_maximum_of_a_graded_one():
-    bundle = Bundle.default()
+    bundle = Bundle.for_assignment("fcn_segmentation")
     rubric = load_rubric(bundle.rubric)
     tiers = job.tier_of_tests()
     assert set(tiers) == {"test_fcn8s_miou_cpu", "test_fcn8s_miou_gpu"}
@@ -210,8 +213,10 @@ def test_settings_and_jobs_round_trip_as_plain_data():
     assert GradingSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     with pytest.raises(ValueError, match="unknown"):
         GradingSettings.from_dict({**s.to_dict(), "jobs": 3})
-    j = GradeJob("a", {"x.ipynb": b"{}"}, s)
+    j = GradeJob("a", {"x.ipynb": b"{}"}, s, Bundle.for_assignment("fcn_segmentation"))
     assert GradeJob.from_dict(j.to_dict()) == j
+    inferred = GradeJob("b", {"upsampling_and_iou.ipynb": b"{}"}, s)  # no bundle: from the names
+    assert inferred.bundle == j.bundle
 
 
 def test_resume_skips_up_to_date_and_force_regrades(tmp_path, runner_log):
@@ -281,7 +286,7 @@ def test_regrading_follows_the_grader(tmp_path, runner_log):
     """An edited rubric message in a copy of the grader regrades everyone; an unchanged rerun no one."""
     copy = tmp_path / "grader"
     copy.mkdir()
-    for name, path in Bundle.default().members().items():
+    for name, path in Bundle.for_assignment("fcn_segmentation").members().items():
         (shutil.copytree if path.is_dir() else shutil.copyfile)(path, copy / name)
     root = make_students(tmp_path / "in", {"alice": "good", "bob": "wrong"})
     out = tmp_path / "out"
@@ -315,7 +320,7 @@ def test_bad_zip_gets_a_zero_result_with_the_reason(tmp_path, runner_log):
     assert "carol" in s.failed and "not a readable zip" in by["carol"].problems[0]
     assert graded(runner_log) == ["alice"]  # the runner never saw the bad zip
     # carol gets every rubric test that runs at this tier at zero
-    assert [t.name for t in by["carol"].tests] == list(load_rubric())
+    assert [t.name for t in by["carol"].tests] == list(load_rubric(FCN_RUBRIC))
     assert by["carol"].score == 0 and not by["carol"].infrastructure_error
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autograder import gradebook, reports
+from autograder.assignment import get_assignment
 from autograder.results import InlineAnswer, SubmissionResult, TestResult
 
 
@@ -13,8 +14,9 @@ def course(tmp_path_factory):
     from autograder import release
 
     course = tmp_path_factory.mktemp("course")
-    release.make_course(course)
-    release.generate_assignment(course)  # nbgrader generate_assignment: assignment, notebooks, grade cells
+    fcn = get_assignment("fcn_segmentation")
+    release.make_course(course, fcn)
+    release.generate_assignment(course, fcn)  # nbgrader generate_assignment: assignment, notebooks, grade cells
     return course
 
 

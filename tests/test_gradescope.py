@@ -19,9 +19,13 @@ from pathlib import Path
 import pytest
 from _submissions import build_submission
 
-from autograder import demo, gradescope, gradescope_run, reference
+from autograder import gradescope, gradescope_run, reference
+from autograder.assignment import get_assignment
+from autograder.assignments.fcn_segmentation import demo as fcn_demo
 from autograder.results import VISIBILITIES
 from autograder.rubric import load_rubric
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 NUMBER = (int, float)
 
@@ -56,7 +60,7 @@ def check_spec(results: dict) -> None:
 def autograder_root(tmp_path_factory, repo_root):
     """A fake /autograder: source/ from the zip, a venv that is this test's Python, setup.sh run."""
     build = tmp_path_factory.mktemp("gs_build")
-    proc = subprocess.run([sys.executable, "-m", "autograder", "gradescope", "--out", str(build / "autograder.zip")],
+    proc = subprocess.run([sys.executable, "-m", "autograder", "gradescope", "--assignment", "fcn_segmentation", "--out", str(build / "autograder.zip")],
                           cwd=repo_root, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     root = tmp_path_factory.mktemp("autograder")
@@ -90,8 +94,8 @@ def test_zip_holds_the_grader_and_the_reference_executable_scripts(autograder_ro
     root, _ = autograder_root
     src = root / "source"
     assert os.access(src / "setup.sh", os.X_OK) and os.access(src / "run_autograder", os.X_OK)
-    assert {p.name for p in (src / "autograder" / "hidden_tests").glob("test_*.py")} >= {"test_fcn.py", "test_miou.py"}
-    assert "### BEGIN SOLUTION" in (src / "notebooks" / "fcn_segmentation.ipynb").read_text()
+    assert {p.name for p in (src / "autograder" / "assignments" / "fcn_segmentation" / "hidden_tests").glob("test_*.py")} >= {"test_fcn.py", "test_miou.py"}
+    assert "### BEGIN SOLUTION" in (src / "notebooks" / "fcn_segmentation" / "fcn_segmentation.ipynb").read_text()
     assert not list(src.rglob("__pycache__")) and not (src / "datasets" / "cmp_facade").exists()
     pins = (src / "requirements.txt").read_text().splitlines()
     assert "torch==2.14.1" in pins and all("==" in p for p in pins if not p.startswith("#"))
@@ -101,7 +105,7 @@ def test_zip_holds_the_grader_and_the_reference_executable_scripts(autograder_ro
 @pytest.mark.slow
 def test_reference_and_wrong_submission(autograder_root):
     root, env = autograder_root
-    rubric = load_rubric()
+    rubric = load_rubric(FCN_RUBRIC)
     ref = run_autograder(root, env, lambda d: build_submission(d, {}))
     check_spec(ref)
     tests = {t["name"]: t for t in ref["tests"]}
@@ -120,8 +124,9 @@ def test_reference_and_wrong_submission(autograder_root):
     # The wrong one: the demo's padding bug, in a sub-folder (a student dragging a folder), and
     # without fcn_segmentation.ipynb (its tests score 0 quickly: the grading stays short).
     def upload_wrong(d: Path) -> None:
-        solutions = {gid: reference.cell_source(gid, reference.SOURCE_DIR) for gid in reference.ANSWER_CELLS}
-        cell = demo.student_cells("partly_wrong", solutions)["transposed_conv_padding"]
+        fcn = get_assignment("fcn_segmentation")
+        solutions = {gid: reference.cell_source(gid, fcn) for gid in fcn.answer_cells}
+        cell = fcn_demo.student_cells("partly_wrong", solutions)["transposed_conv_padding"]
         build_submission(d / "my work", {"transposed_conv_padding": cell})
         (d / "my work" / "fcn_segmentation.ipynb").unlink()
 
@@ -145,9 +150,9 @@ def test_empty_upload_is_told_what_to_upload(autograder_root):
 def test_gpu_tier_refused_and_settings_round_trip():
     with pytest.raises(ValueError, match="no GPUs"):
         gradescope.GradescopeSettings(miou="gpu")
-    with pytest.raises(ValueError, match="one, 'fcn_segmentation'"):
+    with pytest.raises(ValueError, match="unknown assignment 'hw2'"):
         gradescope.GradescopeSettings(assignment="hw2")
-    s = gradescope.GradescopeSettings(miou="cpu", submission_timeout=900.0)
+    s = gradescope.GradescopeSettings(assignment="fcn_segmentation", miou="cpu", submission_timeout=900.0)
     assert gradescope.GradescopeSettings.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="unknown settings"):
         gradescope.GradescopeSettings.from_dict({"jobs": 2})
@@ -160,14 +165,14 @@ def test_leaderboard_and_weaker_isolation_note():
         {"name": gradescope_run.GPU_TEST, "score": 0.0, "max_score": 0.0, "output": "not run: needs a GPU",
          "visibility": "after_published"}],
         "extra_data": {"isolation": "subprocess (weaker: no filesystem or network isolation)", "result": {}}}
-    cpu = gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings(miou="cpu"))
+    cpu = gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings("fcn_segmentation", miou="cpu"))
     assert cpu["leaderboard"] == [{"name": "CPU-tier mIoU", "value": 0.041, "order": "desc"}]
     assert cpu["output"].endswith(gradescope_run.WEAKER_ISOLATION)
     assert cpu["tests"][1]["output"] == gradescope_run.GPU_NOT_RUN and "result" not in cpu["extra_data"]
     assert payload["tests"][1]["output"] == "not run: needs a GPU"  # the input is not changed
     payload["tests"][0]["output"] = "cell 'fcn8s' raised SyntaxError"  # never reached training
     assert gradescope_run.leaderboard_entry(payload)[0]["value"] == 0.0
-    assert "leaderboard" not in gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings())
+    assert "leaderboard" not in gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings("fcn_segmentation"))
 
 
 def test_student_id_from_metadata(tmp_path):

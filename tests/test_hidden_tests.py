@@ -5,20 +5,23 @@ from pathlib import Path
 import pytest
 from _submissions import build_submission
 
+from autograder.assignment import get_assignment
 from autograder.rubric import hidden_test_names, load_rubric, to_result
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_hidden_test_has_a_rubric_entry_and_vice_versa():
-    tests = hidden_test_names()
-    rubric = load_rubric()
+    tests = hidden_test_names(get_assignment("fcn_segmentation").hidden_tests)
+    rubric = load_rubric(FCN_RUBRIC)
     assert len(tests) == len(set(tests))
     assert set(tests) == set(rubric), (set(tests) ^ set(rubric))
 
 
 def test_outcome_mapping():
-    e = load_rubric()["test_fcn32s_output_size"]
+    e = load_rubric(FCN_RUBRIC)["test_fcn32s_output_size"]
     assert to_result(e, {"outcome": "failed", "message": "m", "fraction": 0.5}).score == 1.0
     assert to_result(e, {"outcome": "error", "message": "m", "fraction": 0.5}).score == 0.0
     assert to_result(e, {"outcome": "skipped", "message": "needs a GPU"}).status == "not_run"

@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from autograder.hidden_tests.test_miou import _credit
+from autograder.assignment import get_assignment
+from autograder.assignments.fcn_segmentation.hidden_tests.test_miou import _credit
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 
 def test_constant_predictor_earns_nothing_and_the_threshold_earns_everything():
@@ -22,7 +25,7 @@ def test_without_a_baseline_credit_scales_from_zero():
 
 
 def test_every_tier_with_a_threshold_records_the_baseline_it_was_calibrated_against(repo_root):
-    table = json.loads((repo_root / "autograder" / "thresholds.json").read_text())
+    table = json.loads((repo_root / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json").read_text())
     for tier in ("cpu", "gpu"):
         need = table[tier].get("FCN8s")
         if need is None:
@@ -36,10 +39,10 @@ def test_recipes_name_only_hidden_tests_that_exist(repo_root):
     from autograder import recipes
     from autograder.rubric import load_rubric
 
-    rubric = load_rubric()
+    rubric = load_rubric(FCN_RUBRIC)
     named = {r.name: r.test for r in recipes.recipes() if r.test is not None}
     assert named == {"cpu_fcn8s": "test_fcn8s_miou_cpu", "gpu_fcn8s": "test_fcn8s_miou_gpu"}
     assert set(named.values()) <= set(rubric)
-    table = json.loads((repo_root / "autograder" / "thresholds.json").read_text())
+    table = json.loads((repo_root / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json").read_text())
     for name, record in table["recipes"].items():
         assert record.get("recipe", record).get("test", named.get(name)) == named.get(name), name

@@ -15,12 +15,13 @@ from assignment_lib.data import N_CLASSES, load_split
 from assignment_lib.train import TrainConfig
 from autograder import recipes
 from autograder import reference as reference_mod
+from autograder.assignment import get_assignment
 from autograder.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    cells = [{"grade_id": g, "source": reference_mod.cell_source(g)} for g in ("fcn_imports", "fcn8s")]
+    cells = [{"grade_id": g, "source": reference_mod.cell_source(g, get_assignment("fcn_segmentation"))} for g in ("fcn_imports", "fcn8s")]
     sb = Sandbox(cells, tmp_path_factory.mktemp("miou") / "scratch", slot=9, request_timeout=300,
                  threads=2)
     sb.start()
@@ -67,7 +68,7 @@ def test_tier_refuses_data_other_than_the_calibrations(sample_root):
     from autograder.results import InfrastructureError
 
     with pytest.raises(InfrastructureError, match="not the data the threshold was calibrated on"):
-        recipes.check_tier_ready(_settings(data_root=str(sample_root)), Bundle.default())
+        recipes.check_tier_ready(_settings(data_root=str(sample_root)), Bundle.for_assignment("fcn_segmentation"))
 
 
 def test_tier_refuses_without_weights(full_data_root, monkeypatch, tmp_path):
@@ -76,14 +77,14 @@ def test_tier_refuses_without_weights(full_data_root, monkeypatch, tmp_path):
 
     monkeypatch.setenv("VGG16_WEIGHTS", str(tmp_path / "absent.pth"))
     with pytest.raises(InfrastructureError, match="VGG16_WEIGHTS"):
-        recipes.check_tier_ready(_settings(data_root=str(full_data_root)), Bundle.default())
+        recipes.check_tier_ready(_settings(data_root=str(full_data_root)), Bundle.for_assignment("fcn_segmentation"))
 
 
 def test_tier_runs_on_the_calibration_data_and_weights(full_data_root, vgg16_features_path, monkeypatch):
     from autograder.bundle import Bundle
 
     monkeypatch.setenv("VGG16_WEIGHTS", str(vgg16_features_path))
-    recipes.check_tier_ready(_settings(data_root=str(full_data_root)), Bundle.default())  # no raise
+    recipes.check_tier_ready(_settings(data_root=str(full_data_root)), Bundle.for_assignment("fcn_segmentation"))  # no raise
 
 
 def test_grade_refuses_the_tier_with_a_message_and_a_nonzero_exit(tmp_path, sample_root, repo_root):
@@ -93,7 +94,7 @@ def test_grade_refuses_the_tier_with_a_message_and_a_nonzero_exit(tmp_path, samp
 
     student = tmp_path / "subs" / "alice"
     student.mkdir(parents=True)
-    for nb in (repo_root / "notebooks").glob("*.ipynb"):
+    for nb in (repo_root / "notebooks").glob("*/*.ipynb"):
         shutil.copy(nb, student / nb.name)
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "subs"), "--out",
                            str(tmp_path / "out"), "--miou", "cpu", "--data-root", str(sample_root),

@@ -19,8 +19,14 @@ import pytest
 from test_release import released  # noqa: F401  (the module-scoped release fixture)
 
 from autograder import demo
-from autograder.gradebook import course_id_of, rubric_part_points
-from autograder.release import ASSIGNMENT, NOTEBOOKS
+from autograder.assignment import get_assignment
+from autograder.gradebook import course_id_of
+from autograder.points import part_points
+
+FCN = get_assignment("fcn_segmentation")
+ASSIGNMENT, NOTEBOOKS = FCN.name, FCN.notebook_files
+
+FCN_RUBRIC = get_assignment("fcn_segmentation").rubric
 
 #: The demo's ``partly_wrong`` student breaks exactly these parts (see :mod:`autograder.demo`).
 BROKEN_BY_PARTLY_WRONG = {"fcn32s", "transposed_conv_padding"}
@@ -41,8 +47,8 @@ def _check_cells(notebooks: Path) -> dict[str, tuple[str, float]]:
 def test_check_cell_points_equal_rubric_part_totals(repo_root):
     """Each check cell carries its rubric part's total, so plain nbgrader and export-gradebook
     agree on the maxima. Fails when a rubric.toml edit is not mirrored in the notebooks."""
-    cells = _check_cells(repo_root / "notebooks")
-    totals = rubric_part_points()
+    cells = _check_cells(repo_root / "notebooks" / "fcn_segmentation")
+    totals = part_points(FCN_RUBRIC)
     assert set(cells) == {"fcn32s", "fcn8s", "transposed_conv_padding", "soft_iou_loss"}
     for part, (nb, points) in cells.items():
         assert points == totals[part] > 0, (
@@ -66,7 +72,7 @@ def test_nbgrader_autograde_scores_reference_and_wrong_submission(
     from nbgrader.api import Gradebook
 
     course = released.course
-    demo.make_submissions(released.release, repo_root / "notebooks", released.expected_cells, tmp_path / "subs")
+    demo.make_submissions(released.release, FCN, released.expected_cells, tmp_path / "subs")
     students = ("reference", "partly_wrong")  # not "broken": its `while True` would hang nbgrader
     for student in students:
         dest = course / "submitted" / student / ASSIGNMENT
@@ -81,8 +87,8 @@ def test_nbgrader_autograde_scores_reference_and_wrong_submission(
         for name in NOTEBOOKS:
             assert (course / "autograded" / student / ASSIGNMENT / name).is_file(), (student, name)
 
-    cells = _check_cells(repo_root / "notebooks")
-    totals = rubric_part_points()
+    cells = _check_cells(repo_root / "notebooks" / "fcn_segmentation")
+    totals = part_points(FCN_RUBRIC)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=course_id_of(course)) as gb:
         scores = {}
         for student in students:

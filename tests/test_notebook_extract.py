@@ -12,7 +12,7 @@ from autograder.notebook import (
     read_notebook,
 )
 
-SRC = "notebooks/fcn_segmentation.ipynb"
+SRC = "notebooks/fcn_segmentation/fcn_segmentation.ipynb"
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ SMOKE_BUDGET_S = 300
 
 
 def _read(repo_root, name):
-    return nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    return nbformat.read(repo_root / "notebooks" / "fcn_segmentation" / name, as_version=4)
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
@@ -56,7 +56,7 @@ def test_metadata_well_formed(repo_root, name):
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_outputs_stripped(repo_root, name):
-    raw = json.loads((repo_root / "notebooks" / name).read_text())
+    raw = json.loads((repo_root / "notebooks" / "fcn_segmentation" / name).read_text())
     for cell in raw["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, cell["source"][:60]

@@ -81,11 +81,13 @@ def test_both_packages_are_declared_and_the_student_one_never_imports_the_instru
 
 
 def _student_readmes(repo_root):
-    from autograder.release import STUDENT_README
+    from autograder.assignment import get_assignment
+    from autograder.release import student_readme
 
     readme = (repo_root / "README.md").read_text()
     section = readme[readme.index("## For students"):readme.index("## For instructors")]
-    return {"bundle README": STUDENT_README, "README.md, For students": section}
+    return {"bundle README": student_readme(get_assignment("fcn_segmentation")),
+            "README.md, For students": section}
 
 
 def test_student_install_commands_match_pyproject(pyproject, repo_root):

@@ -25,13 +25,13 @@ GENERIC = {"super().__init__()", "with torch.no_grad():"}
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    return rel.release(tmp_path_factory.mktemp("release"))
+    return rel.release(tmp_path_factory.mktemp("release"), "fcn_segmentation")
 
 
 def _solution_lines(repo_root: Path) -> set[str]:
     """Distinctive lines inside the ### BEGIN/END SOLUTION regions of the source notebooks."""
     lines = set()
-    for nb_path in (repo_root / "notebooks").glob("*.ipynb"):
+    for nb_path in (repo_root / "notebooks").glob("*/*.ipynb"):
         nb = nbformat.read(nb_path, as_version=4)
         for cell in nb.cells:
             inside = False
@@ -49,7 +49,7 @@ def _solution_lines(repo_root: Path) -> set[str]:
 
 def _hidden_test_names(repo_root: Path) -> set[str]:
     names = set()
-    for path in (repo_root / "autograder" / "hidden_tests").glob("*.py"):
+    for path in (repo_root / "autograder" / "assignments").glob("*/hidden_tests/*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 names.add(node.name)
@@ -67,7 +67,7 @@ def test_layout(released):
     assert not list(b.rglob("__pycache__")) and not list(b.rglob("*.pyc"))
     assert (released.course / "nbgrader_config.py").is_file()
     assert (released.course / "gradebook.db").is_file()
-    for name in rel.NOTEBOOKS:
+    for name in released.notebooks:
         assert (released.course / "source" / "fcn_segmentation" / name).is_file()
     with zipfile.ZipFile(released.zip) as zf:
         in_zip = sorted(n for n in zf.namelist() if not n.endswith("/"))
@@ -94,8 +94,8 @@ def test_bundle_holds_no_solution_or_grader_text(released, repo_root):
 
 
 def test_release_notebooks_have_hinted_stubs_and_keep_locked_cells(released, repo_root):
-    for name in rel.NOTEBOOKS:
-        source = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    for name in released.notebooks:
+        source = nbformat.read(repo_root / "notebooks" / "fcn_segmentation" / name, as_version=4)
         released_nb = nbformat.read(released.bundle / name, as_version=4)
         src_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in source.cells if "nbgrader" in c.metadata}
         rel_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in released_nb.cells if "nbgrader" in c.metadata}

@@ -92,7 +92,7 @@ def test_syntax_error_in_one_cell_does_not_stop_the_others(sb):
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not usable here")
 def test_grader_files_data_and_network_are_hidden(sb, repo_root):
-    hidden = [str(repo_root / "autograder"), str(repo_root / "autograder" / "hidden_tests"),
+    hidden = [str(repo_root / "autograder"), str(repo_root / "autograder" / "assignments" / "fcn_segmentation" / "hidden_tests"),
               str(repo_root / "notebooks"), str(repo_root.parent / "shared"), "/root/.ssh",
               str(sb.scratch.parent)]
     r = call(sb, "probe", hidden + [str(repo_root / "assignment_lib")])

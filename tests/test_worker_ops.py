@@ -4,7 +4,7 @@ handle) through a real sandbox, via the hidden tests' :class:`SandboxHandle` wra
 import pytest
 import torch
 
-from autograder.hidden_tests.conftest import CallRaised, SandboxHandle, weight_spec
+from autograder.hidden_plugin import CallRaised, SandboxHandle, weight_spec
 from autograder.sandbox import Sandbox, SandboxError
 
 CELLS = r'''

@@ -1,37 +1,39 @@
-"""Fixtures of the hidden tests; run by pytest in the TRUSTED grader process, never shipped.
+"""The hidden tests' pytest plugin, for EVERY assignment; runs in the TRUSTED grader process.
 
-``pytest <bundle>/hidden_tests --submission-config CFG.json`` (see :func:`autograder.job.grade_job`):
-the config holds the submission's answer cells (parsed once, by the job), the cells that could not
-be graded and why, the run's :class:`~autograder.settings.GradingSettings` (``settings``), the
-bundle's paths, and where to write the raw outcomes (``results``). Fixtures:
+``pytest <bundle>/hidden_tests -p autograder.hidden_plugin --submission-config CFG.json`` (see
+:func:`autograder.job.pytest_command`): the config holds the submission's cells (parsed once, by the
+job), the cells that could not be graded and why, the run's
+:class:`~autograder.settings.GradingSettings` (``settings``), the bundle's paths, and where to write
+the raw outcomes (``results``). Fixtures every assignment's hidden tests get:
 
 - ``submission``: a :class:`SandboxHandle` on this submission's sandboxed worker;
-- ``reference``: the trusted reference (:func:`autograder.reference.load_reference`);
+- ``reference``: the trusted reference (:func:`autograder.reference.load_reference`): every name
+  the assignment's locked and answer cells define, executed from the source notebooks;
+- ``assignment``: the bundle's :class:`~autograder.assignment.Assignment`;
 - ``partial``: record a partial-credit fraction for the current test;
 - ``grading``: the parsed config.
 
-Student code runs only in the worker; every comparison happens here.
+The hooks record each test's outcome, message and fraction for :func:`autograder.rubric.to_result`.
+Student code runs only in the worker; every comparison happens here. An assignment's own
+``hidden_tests/conftest.py`` holds only its helpers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from autograder import reference as reference_mod
+from autograder.assignment import Assignment
 from autograder.sandbox import Sandbox, SandboxError, SandboxUnavailable
 from autograder.settings import HEAVY_REQUESTS, GradingSettings
 
-#: Seed of the random weights and inputs the FCN comparisons use.
+#: Default seed of the random weights :func:`weight_spec` describes.
 WEIGHT_SEED = 20150607
-FCN_SIZES = ((64, 64), (97, 131), (33, 47))
 
 
 def pytest_addoption(parser):
@@ -40,7 +42,6 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
-    config.addinivalue_line("markers", "miou_cpu: CPU mIoU tier (opt-in)")
     config._grading_outcomes = {}
 
 
@@ -111,8 +112,14 @@ def grading(pytestconfig) -> dict:
 
 
 @pytest.fixture(scope="session")
-def reference(grading):
-    return reference_mod.load_reference(grading["bundle"]["notebooks"])
+def assignment(grading) -> Assignment:
+    """The assignment of the bundle being graded (its notebooks in the bundle's folder)."""
+    return Assignment.load(grading["bundle"]["assignment"], grading["bundle"]["notebooks"])
+
+
+@pytest.fixture(scope="session")
+def reference(assignment):
+    return reference_mod.load_reference(assignment)
 
 
 @pytest.fixture
@@ -298,21 +305,6 @@ def weight_spec(model: torch.nn.Module, seed: int = WEIGHT_SEED) -> dict:
     return {"seed": seed, "params": params}
 
 
-@contextlib.contextmanager
-def skip_default_init():
-    """Build models whose every parameter is overwritten next without their random conv/linear
-    initialisation (``reset_parameters``): seconds saved per FCN. The trusted twin of the worker's
-    ``_construct(..., default_init=False)``."""
-    saved = {c: c.reset_parameters for c in (torch.nn.modules.conv._ConvNd, torch.nn.Linear)}
-    try:
-        for c in saved:
-            c.reset_parameters = lambda self: None
-        yield
-    finally:
-        for c, f in saved.items():
-            c.reset_parameters = f
-
-
 def make_weights(spec) -> dict:
     """The trusted twin of ``worker.make_weights`` (same generator, same order)."""
     out = {}
@@ -320,28 +312,3 @@ def make_weights(spec) -> dict:
         g = torch.Generator().manual_seed(int(spec["seed"]) * 1_000_003 + i)
         out[name] = torch.randn(tuple(shape), generator=g, dtype=torch.float32) * float(std)
     return out
-
-
-def fcn_inputs(sizes=FCN_SIZES, seed=WEIGHT_SEED) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed + 1)
-    return [torch.randn(1, 3, h, w, generator=g) for h, w in sizes]
-
-
-def disk_cached(cache_dir: Path | None, key: str, fn, source_dir=None):
-    """Cache trusted reference results on disk (the sandbox never sees ``cache_dir``)."""
-    if cache_dir is None:
-        return fn()
-    src = "".join(reference_mod.cell_source(g, source_dir) for g in reference_mod.ANSWER_CELLS)
-    digest = hashlib.sha256((src + key).encode()).hexdigest()[:24]
-    path = cache_dir / f"ref_{digest}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:
-            path.unlink(missing_ok=True)
-    value = fn()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.{id(value)}.tmp")  # parallel graders share the cache
-    torch.save(value, tmp)
-    tmp.replace(path)
-    return value

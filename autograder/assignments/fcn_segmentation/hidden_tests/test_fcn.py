@@ -71,7 +71,7 @@ def ref_outputs(reference, grading, name):
             return [m(x) for x in fcn_inputs()]
     from pathlib import Path
     cache = Path(grading["cache_dir"]) if grading.get("cache_dir") else None
-    return disk_cached(cache, f"fcn-out-{name}-{FCN_SIZES}", compute, grading["bundle"]["notebooks"])
+    return disk_cached(cache, f"fcn-out-{name}-{FCN_SIZES}", compute, grading["bundle"])
 
 
 def sub_forward(submission, reference, name, same_weights=True):

@@ -33,6 +33,7 @@ def _run(submission, grading, tier, device):
         vgg = load_vgg16_state_dict()
     resp = submission.request(
         "train_predict", timeout=recipe.timeout_s, name="FCN8s", recipe=recipe.to_dict(),
+        loss_fn="soft_iou_loss" if recipe.config.loss == "soft_iou" else None,
         device=device, vgg16=vgg, train=[(torch.tensor(i), torch.tensor(t)) for i, t in train],
         test_images=[torch.tensor(i) for i, _ in test])
     preds = resp["predictions"]
