@@ -1,7 +1,7 @@
 """byol_and_aspp through the real grading job (autograder.job.grade_job, sandbox included): the
-reference notebooks of the transfer_learning assignment get full marks, and a submission with one
-mistake in each of ASPP, byol_loss and ema_update loses points only in the tests of those parts,
-with partial credit and teaching messages. (Two graded runs: the mistakes one by one, through the
+reference byol_and_aspp.ipynb gets full marks in ASPP, byol_loss and ema_update, and a submission
+with one mistake in each loses points only in the tests that the mistake breaks, with partial
+credit and teaching messages (the mistakes of other parts: tests/test_tl_hidden_byol_aspp.py). (Two graded runs: the mistakes one by one, through the
 hidden tests directly, are in tests/test_tl_hidden_byol_aspp.py.)"""
 
 from __future__ import annotations
@@ -16,28 +16,36 @@ from autograder.notebook import cells_by_grade_id
 from autograder.rubric import load_rubric
 from tests.test_byol_aspp_checks import MISTAKES
 
-pytestmark = pytest.mark.slow
-
 TL = get_assignment("transfer_learning")
 MY_PARTS = ("aspp", "byol_loss", "ema_update")
 #: The mistakes of the graded run, one per part.
 RUN_MISTAKES = ("aspp_hardcoded_three_rates", "loss_z_not_detached", "ema_tau_swapped")
 
 
+NOTEBOOK = "byol_and_aspp.ipynb"
+
+
 def _grade(tmp_path, student, mistakes=()):
+    """Grade byol_and_aspp.ipynb alone (the other notebook's parts are then missing), as a student
+    hands it in: the reference with ``mistakes`` applied, without the solution markers."""
+    from autograder.bundle import Bundle
     from autograder.job import GradeJob, grade_job
     from autograder.settings import GradingSettings
 
-    nbs = {n: nbformat.read(Path(TL.source_dir) / n, as_version=4) for n in TL.notebook_files}
+    nb = nbformat.read(Path(TL.source_dir) / NOTEBOOK, as_version=4)
     for m in mistakes:
         answer, _, edits, _ = MISTAKES[m]
-        cell = cells_by_grade_id(nbs["byol_and_aspp.ipynb"])[answer]
+        cell = cells_by_grade_id(nb)[answer]
         for old, new in edits:
             assert old in cell.source
             cell.source = cell.source.replace(old, new)
+    for cell in nb.cells:
+        cell.source = "\n".join(line for line in cell.source.splitlines()
+                                if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
     settings = GradingSettings(scratch_root=str(tmp_path / "grading"), threads=2)
-    return grade_job(GradeJob(student, {n: nbformat.writes(nb).encode() for n, nb in nbs.items()},
-                              settings))
+    result = grade_job(GradeJob(student, {NOTEBOOK: nbformat.writes(nb).encode()}, settings,
+                                bundle=Bundle.of(TL)))
+    return [t for t in result.tests if t.part in MY_PARTS]
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +53,26 @@ def rubric():
     return load_rubric(TL.rubric)
 
 
+def test_check_cells_carry_the_rubric_points(rubric):
+    cells = cells_by_grade_id(nbformat.read(Path(TL.source_dir) / NOTEBOOK, as_version=4))
+    for part in MY_PARTS:
+        want = sum(e.points for e in rubric.values() if e.part == part)
+        assert cells[f"check_{part}"].metadata["nbgrader"]["points"] == want, part
+
+
+@pytest.mark.slow
 def test_reference_gets_full_marks(tmp_path, rubric):
-    result = _grade(tmp_path, "reference")
-    tests = {t.name: t for t in result.tests}
+    tests = _grade(tmp_path, "reference")
     mine = [n for n, e in rubric.items() if e.part in MY_PARTS]
-    assert len(mine) == 10 and set(mine) <= set(tests)
-    for t in result.tests:
+    assert len(mine) == 10 and sorted(mine) == sorted(t.name for t in tests)
+    for t in tests:
         assert t.status == "passed" and t.score == t.max_score, (t.name, t.output)
-    assert sum(rubric[n].points for n in mine) == 18
+    assert sum(t.max_score for t in tests) == 18
 
 
-def test_one_mistake_per_part_loses_points_only_there(tmp_path, rubric):
-    result = _grade(tmp_path, "mistakes", RUN_MISTAKES)
-    t = {r.name: r for r in result.tests}
-    for name, entry in rubric.items():
-        if entry.part not in MY_PARTS:
-            assert t[name].status == "passed", (name, t[name].output)
+@pytest.mark.slow
+def test_one_mistake_per_part_loses_points_only_there(tmp_path):
+    t = {r.name: r for r in _grade(tmp_path, "mistakes", RUN_MISTAKES)}
     # rates hard-coded: the (6, 12, 18) model is right, the 2-rate one is not
     assert t["test_aspp_output_shapes"].status == "passed"
     assert t["test_aspp_layer_names"].status == "passed"
