@@ -251,8 +251,8 @@ def check_ema_update(fn) -> None:
             fn(target, online, tau)
         except RuntimeError as err:
             raise AssertionError(
-                f"ema_update raised RuntimeError: {err}. Update the parameters in place inside "
-                "`with torch.no_grad():` (e.g. xi.mul_(tau).add_(theta, alpha=1 - tau)).") from None
+                f"ema_update raised RuntimeError: {err}. Update the parameters in place (the tensor "
+                "methods ending in _, such as mul_, add_, copy_) inside `with torch.no_grad():`.") from None
         after = list(target.parameters())
         assert [id(p) for p in after] == ids, (
             "the target's parameters were replaced by new tensors: update them in place "
