@@ -44,6 +44,8 @@ MISTAKES = {
         "normalise"),
     "ema_copies_online": ("ema_update", "ema_update", [("xi.mul_(tau).add_(theta, alpha=1 - tau)",
                                                        "xi.copy_(theta)")], "tau"),
+    "aspp_not_a_module": ("aspp", "ASPP", [("class ASPP(nn.Module):", "class ASPP:"),
+                                           ("        super().__init__()\n", "")], "nn.Module"),
     "loss_no_normalisation": ("byol_loss", "byol_loss", [
         ("    p = F.normalize(p, dim=1)\n    z = F.normalize(z.detach(), dim=1)\n", "    z = z.detach()\n")],
         "normalise"),

@@ -36,9 +36,13 @@ def _inputs():
 def _build(submission, handle, in_channels, out_channels, rates):
     submission.require("aspp")
     try:
-        return submission.new(handle, "ASPP", in_channels, out_channels, rates=rates, seed=0)
+        summary = submission.new(handle, "ASPP", in_channels, out_channels, rates=rates, seed=0)
     except SandboxError as err:
         pytest.fail(f"ASPP({in_channels}, {out_channels}, rates={rates}) could not be built:\n{err}")
+    if not (isinstance(summary, dict) and "n_params" in summary):
+        pytest.fail(f"ASPP({in_channels}, {out_channels}, rates={rates}) is not an nn.Module: define "
+                    "`class ASPP(nn.Module)` and call super().__init__() first.")
+    return summary
 
 
 def test_aspp_output_shapes(submission, partial):
