@@ -42,7 +42,7 @@ def _grade(tmp_path, student, mistakes=()):
     for cell in nb.cells:
         cell.source = "\n".join(line for line in cell.source.splitlines()
                                 if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
-    settings = GradingSettings(scratch_root=str(tmp_path / "grading"), threads=2)
+    settings = GradingSettings(scratch_root=str(tmp_path / "grading"), threads=1)
     result = grade_job(GradeJob(student, {NOTEBOOK: nbformat.writes(nb).encode()}, settings,
                                 bundle=Bundle.of(TL)))
     return [t for t in result.tests if t.part in MY_PARTS]
