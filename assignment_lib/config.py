@@ -56,6 +56,53 @@ SIZES = {
                   "train": {"steps": 2, "batch_size": 2, "crop_size": 32, "eval_every": 1},
                   "finetune": {"steps": 2, "batch_size": 2, "crop_size": 32}},
     },
+    # transfer_and_features: ``parts``: assignment_lib.facade_parts.PartsConfig fields;
+    # ``n_train_images`` / ``n_test_images``: facades cut into parts (None = the whole split);
+    # ``n_train`` / ``n_test``: parts used (a seeded random subset; None = all); ``train``:
+    # assignment_lib.transfer.ClassifierConfig fields, the same for the three modes.
+    "transfer_and_features": {
+        "gpu": {"parts": {"size": 96}, "n_train_images": None, "n_test_images": None,
+                "n_train": None, "n_test": None,
+                "train": {"epochs": 8, "batch_size": 64, "lr": 1e-4}},
+        "cpu": {"parts": {"size": 64}, "n_train_images": None, "n_test_images": None,
+                "n_train": 1200, "n_test": 400,
+                "train": {"epochs": 3, "batch_size": 32, "lr": 1e-4}},
+        "smoke": {"parts": {"size": 32}, "n_train_images": 4, "n_test_images": 2,
+                  "n_train": 32, "n_test": 24,
+                  "train": {"epochs": 2, "batch_size": 16, "lr": 1e-4}},
+    },
+    # byol_and_aspp: max_side/n_train/n_test/train size the two segmentation heads on VGG-16
+    # (stride 16; batches of >= 2: ASPP's pooled branch has BatchNorm on 1x1 maps); "byol"
+    # pre-trains ResNet-18 (crops resized to "image_size" px, also for the classifiers) on the
+    # unlabelled pool ("pool": random train crops); "supervised" pre-trains it on labelled train
+    # parts ("n_train": a seeded subset, None = all); "classifier" is each downstream run of the
+    # table ("n_per_class": labelled train crops per class, None = all; "n_test": test crops, None
+    # = all); the last two hold assignment_lib.transfer.ClassifierConfig fields besides.
+    "byol_and_aspp": {
+        "gpu": {"max_side": 320, "n_train": None, "n_test": None,
+                "train": {"steps": 600, "batch_size": 8, "crop_size": 256, "optimizer": "adam",
+                          "lr": 1e-4, "weight_decay": 0.0, "eval_every": 200},
+                "byol": {"pool": 20000, "steps": 2000, "batch_size": 256, "image_size": 64},
+                "supervised": {"n_train": None, "epochs": 10, "batch_size": 128, "lr": 1e-3},
+                "classifier": {"n_per_class": 100, "n_test": None, "epochs": 30, "batch_size": 64,
+                               "lr": 1e-3}},
+        "cpu": {"max_side": 192, "n_train": None, "n_test": 25,
+                "train": {"steps": 120, "batch_size": 4, "crop_size": 128, "optimizer": "adam",
+                          "lr": 3e-4, "weight_decay": 0.0, "freeze": ["backbone"],
+                          "eval_every": 40, "amp": False},
+                "byol": {"pool": 2000, "steps": 300, "batch_size": 64, "image_size": 32},
+                "supervised": {"n_train": 2000, "epochs": 3, "batch_size": 64, "lr": 1e-3},
+                "classifier": {"n_per_class": 30, "n_test": 600, "epochs": 15, "batch_size": 64,
+                               "lr": 1e-3}},
+        "smoke": {"max_side": 48, "n_train": 4, "n_test": 1,
+                  "train": {"steps": 1, "batch_size": 2, "crop_size": 32, "optimizer": "adam",
+                            "lr": 1e-4, "weight_decay": 0.0, "freeze": ["backbone"],
+                            "eval_every": 1},
+                  "byol": {"pool": 8, "steps": 1, "batch_size": 8, "image_size": 32},
+                  "supervised": {"n_train": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3},
+                  "classifier": {"n_per_class": 1, "n_test": 10, "epochs": 1, "batch_size": 16,
+                                 "lr": 1e-3}},
+    },
 }
 
 
@@ -97,7 +144,7 @@ SMOKE = BUDGET == "smoke"
 
 
 def sizes(notebook: str, budget: str | None = None) -> dict:
-    """The training sizes of ``notebook`` (``"fcn_segmentation"`` or ``"upsampling_and_iou"``)
+    """The training sizes of ``notebook`` (a key of :data:`SIZES`, e.g. ``"fcn_segmentation"``)
     under ``budget`` (default :data:`BUDGET`): a copy of the :data:`SIZES` entry.
 
     Raises:

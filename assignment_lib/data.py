@@ -272,12 +272,18 @@ def _load_disk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _save_disk(path: Path, image: np.ndarray, target: np.ndarray) -> None:
+    save_npz_atomic(path, image=image, target=target)
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to the cache file ``path`` (``np.savez``) atomically: readers see the old
+    file or the complete new one. A read-only or full cache folder is ignored (it only costs speed)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, image=image, target=target)
+                np.savez(f, **arrays)
             os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
         finally:
             if os.path.exists(tmp):
