@@ -133,12 +133,12 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, device=None, batch_size
     """Logits float32 (N, C) on the CPU, in eval mode without gradients; the model's train/eval
     mode is restored afterwards."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
+    mode_before = model.training
     model.eval()
     try:
         out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     finally:
-        model.train(was_training)
+        model.train(mode_before)
     return torch.cat(out)
 
 
@@ -211,7 +211,7 @@ def fit_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], c
                 xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
             xb, yb = xb.to(device), yb.to(device)
             logits = model(xb)
-            n_classes = logits.shape[1]
+            n_classes = int(logits.shape[1])
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()

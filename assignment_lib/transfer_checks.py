@@ -75,7 +75,8 @@ def check_set_trainable(set_trainable) -> None:
         out = set_trainable(model, mode)
         assert out is model, f"set_trainable(model, {mode!r}) must change the model in place and return it"
         flags = _trainable(model)
-        if mode == "feature_extractor":
+        features_frozen = mode == "feature_extractor"
+        if features_frozen:
             wrong = [n for n, f in flags.items() if f != (not n.startswith("features."))]
             assert not wrong, (
                 f"feature_extractor: these parameters have the wrong requires_grad: {wrong}. Freeze "
@@ -141,7 +142,7 @@ def check_extract_features(extract_features) -> None:
     _ok("no autograd graph")
     assert all(training_flags(model)), (
         "the model was in train mode before extract_features and is not any more: remember "
-        "model.training and restore it at the end (model.train(was_training))")
+        "model.training and restore it at the end (model.train(mode_before))")
     model.eval()
     extract_features(model, images[:3])
     assert not any(training_flags(model)), "a model in eval mode must stay in eval mode"
