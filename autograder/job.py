@@ -252,7 +252,7 @@ def usable_cores() -> int:
 
 def pytest_command(config_path: Path, bundle: Bundle) -> list[str]:
     """The hidden tests' command line (the crash boundary)."""
-    return [sys.executable, "-m", "pytest", bundle.hidden_tests, "-q", "-p", "no:cacheprovider",
+    return [sys.executable, "-m", "autograder.hidden_run", bundle.hidden_tests, "-q", "-p", "no:cacheprovider",
             "--assert=plain", "-o", "addopts=", "--rootdir", str(REPO),
             "--submission-config", str(config_path)]
 
@@ -334,6 +334,7 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("PYTEST_ADDOPTS", None)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the hidden tests need no third-party plugin
     log_path = work / "pytest.log"
     with open(log_path, "wb") as log:
         try:
