@@ -136,4 +136,9 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Everything is written (outcomes, timings, the log) and the sandbox is closed: skip the
+    # interpreter's teardown, whose garbage collection over torch's objects takes 1 to 2 s.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -263,37 +263,49 @@ def grade_job(job: GradeJob) -> SubmissionResult:
     Returns:
         the graded, refused or infrastructure-error :class:`SubmissionResult` (``wall_s`` set).
     """
+    from autograder.rubric import load_rubric
+
     t0 = time.monotonic()
     try:
-        template = rubric_tests(job.bundle, job.settings)
+        load_rubric(job.bundle.rubric)
     except Exception as err:  # noqa: BLE001 - a broken rubric is the grader's fault
-        template = []
-        result = infrastructure_result(job.student, f"cannot read the rubric: {err}", template)
+        result = infrastructure_result(job.student, f"cannot read the rubric: {err}", [])
     else:
+        # The template (the rubric at zero) is built only for a result without outcomes: it imports
+        # the mIoU recipes, hence torch, which a graded job's own process never needs otherwise
+        # (about 2 s of CPU per Dask worker process).
         if job.error:
-            result = failure_result(job.student, job.error, template)
+            result = failure_result(job.student, job.error, _template(job))
         else:
             try:
-                result = _run(job, template)
+                result = _run(job)
             except InfrastructureError as err:
-                result = infrastructure_result(job.student, str(err), template)
+                result = infrastructure_result(job.student, str(err), _template(job))
             except Exception as err:  # noqa: BLE001 - the grader's own failure, never a zero
                 tb = traceback.format_exception_only(type(err), err)[-1].strip()
-                result = infrastructure_result(job.student, f"the grader failed: {tb}", template)
+                result = infrastructure_result(job.student, f"the grader failed: {tb}", _template(job))
     result.wall_s = round(time.monotonic() - t0, 2)
     return result
 
 
-def _run(job: GradeJob, template: list[TestResult]) -> SubmissionResult:
+def _template(job: GradeJob) -> list[TestResult]:
+    try:
+        return rubric_tests(job.bundle, job.settings)
+    except Exception:  # noqa: BLE001 - (read once already) the result still says why
+        return []
+
+
+def _run(job: GradeJob) -> SubmissionResult:
     if job.runner:
         result = load_callable(job.runner)(job)
         if not isinstance(result, SubmissionResult):
             raise TypeError(f"the runner returned {type(result).__name__}, not SubmissionResult")
         return result
-    from autograder.recipes import check_tier_ready
-
     s = job.settings
-    check_tier_ready(s, job.bundle)  # raises InfrastructureError: never grade against the wrong data
+    if s.miou != "none":  # (the recipes import torch: not needed without an mIoU tier)
+        from autograder.recipes import check_tier_ready
+
+        check_tier_ready(s, job.bundle)  # raises InfrastructureError: never grade against the wrong data
     root = Path(s.scratch_root)
     root.mkdir(parents=True, exist_ok=True)
     clean_stale_scratch(root)
@@ -301,13 +313,13 @@ def _run(job: GradeJob, template: list[TestResult]) -> SubmissionResult:
     with sandbox_slot(root) as slot:
         work = Path(tempfile.mkdtemp(prefix=f"{safe}.slot{slot}.{os.getpid()}.", dir=root))
         try:
-            return _run_in(job, work, slot, template)
+            return _run_in(job, work, slot)
         finally:
             if not s.keep_scratch:
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
+def _run_in(job: GradeJob, work: Path, slot: int) -> SubmissionResult:
     from autograder.rubric import load_rubric, to_result
 
     s = job.settings
