@@ -32,7 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autograder import demo, release
+# Only light imports at the top: a Dask LocalCluster's worker processes (spawned) import this
+# script again as __mp_main__, so anything heavy here (torch, nbformat: autograder.release)
+# would be paid by every worker and counted as Dask overhead, which `python -m autograder grade`
+# (whose __main__ is light) does not pay.
+from autograder import demo
 from autograder.grade import GradeOptions, grade_all
 from autograder.settings import GradingSettings
 from autograder.submissions import find_submissions
@@ -42,7 +46,7 @@ def nbgrader_autograde(course: Path, copies: Path, n: int) -> float:
     """Seconds for ``nbgrader autograde`` (smoke mode) of the copies in ``course``."""
     import subprocess
 
-    from autograder.release import ASSIGNMENT
+    from autograder.release import ASSIGNMENT  # (not at the top: see the imports)
 
     for d in sorted(copies.iterdir()):
         dest = course / "submitted" / d.name / ASSIGNMENT
@@ -85,16 +89,19 @@ def print_phases(scratch: Path, job_walls: list[float]) -> None:
     for t in runs:
         ph, tests = t["phases"], t["tests"]
         setup = sum(d.get("setup", 0.0) for d in tests.values())
-        calls = {g: sum(sum(d.values()) for n, d in tests.items() if n.startswith(pre))
+        def run(d):
+            return d.get("call", 0.0) + d.get("teardown", 0.0)
+
+        calls = {g: sum(run(d) for n, d in tests.items() if n.startswith(pre))
                  for g, pre in TEST_GROUPS.items()}
         grouped = sum(calls.values())
-        every = sum(sum(d.values()) for d in tests.values())
+        every = sum(run(d) for d in tests.values())
         row = {"pytest process start-up (interpreter, pytest, torch, conftest; the sandbox worker "
                "starts meanwhile)": ph["configured"],
                "collection": ph["collected"] - ph["configured"],
                "sandbox start: the cells run (fixture setup)": setup}
         row.update(calls)
-        row["other tests, teardown"] = every - setup - grouped
+        row["other tests"] = every - grouped
         row["pytest process total"] = ph["finished"]
         row["pytest process CPU (trusted side only)"] = t["cpu_s"]
         rows[len(rows)] = row
@@ -110,6 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     p.add_argument("--no-nbgrader", action="store_true", help="skip the nbgrader autograde run")
     args = p.parse_args(argv)
+    from autograder import release
+
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
     paths = release.release(out / "release")
     demo.make_submissions(paths.release, demo.REPO / "notebooks", paths.expected_cells, out / "made")
