@@ -115,10 +115,19 @@ class DaskExecutor:
                              "`python -m autograder worker --scheduler ADDR --gpu I` per GPU")
         cluster = None
         if self.scheduler is None:
-            cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                   resources={"CPU": 1}, dashboard_address=None)
+            import dask
+
+            # no dashboard, so no use for the workers' statistical profiler (a thread sampling every
+            # thread's stack 100 times a second in each worker, beside the grading)
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                       resources={"CPU": 1}, dashboard_address=None)
         client = Client(cluster if cluster is not None else self.scheduler)
         try:
+            if cluster is not None:  # our own workers end at once when we close them
+                from autograder.dask_exit import QuickExit
+
+                client.register_plugin(QuickExit())
             # The bundle zip is small (tens of kB): it rides in each task rather than being scattered,
             # so losing a worker never loses it; workers unpack it once per digest.
             bundle = self.bundle or jobs[0].bundle

@@ -29,8 +29,9 @@ import torch
 
 from autograder import reference as reference_mod
 from autograder.assignment import Assignment
+from autograder.hidden_run import sandbox_from_config
 from autograder.sandbox import Sandbox, SandboxError, SandboxUnavailable
-from autograder.settings import HEAVY_REQUESTS, GradingSettings
+from autograder.settings import HEAVY_REQUESTS
 
 #: Default seed of the random weights :func:`weight_spec` describes.
 WEIGHT_SEED = 20150607
@@ -262,13 +263,10 @@ class CallRaised(SandboxError):
 
 @pytest.fixture(scope="session")
 def submission(grading, request):
-    """Start the sandbox on the cells the grading job parsed (it only starts the sandbox)."""
-    s = GradingSettings.from_dict(grading["settings"])
+    """Start the sandbox on the cells the grading job parsed (it only starts the sandbox); its
+    worker process was usually spawned already, at the start of this process (autograder.hidden_run)."""
     cells = grading["cells"]
-    sb = Sandbox(cells, Path(grading["scratch"]), slot=grading["slot"],
-                 request_timeout=s.request_timeout, total_budget=s.submission_budget,
-                 memory_bytes=s.memory_bytes, threads=grading["threads"], device=grading.get("device"),
-                 use_bwrap=s.use_bwrap, start_timeout=s.start_timeout)
+    sb = getattr(request.config, "_grading_sandbox", None) or sandbox_from_config(grading)
     request.config._grading_isolation = sb.isolation
     request.config._grading_events = sb.events
     try:

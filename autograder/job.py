@@ -258,8 +258,8 @@ def usable_cores() -> int:
 
 def pytest_command(config_path: Path, bundle: Bundle) -> list[str]:
     """The hidden tests' command line (the crash boundary)."""
-    return [sys.executable, "-m", "pytest", bundle.hidden_tests, "-q", "-p", "no:cacheprovider",
-            "-p", "autograder.hidden_plugin",
+    return [sys.executable, "-m", "autograder.hidden_run", bundle.hidden_tests, "-q",
+            "-p", "no:cacheprovider", "-p", "autograder.hidden_plugin",
             "--assert=plain", "-o", "addopts=", "--rootdir", str(REPO),
             "--submission-config", str(config_path)]
 
@@ -270,39 +270,51 @@ def grade_job(job: GradeJob) -> SubmissionResult:
     Returns:
         the graded, refused or infrastructure-error :class:`SubmissionResult` (``wall_s`` set).
     """
+    from autograder.rubric import load_rubric
+
     t0 = time.monotonic()
     try:
         name = job.bundle.spec().name
-        template = rubric_tests(job.bundle, job.settings)
+        load_rubric(job.bundle.rubric)
     except Exception as err:  # noqa: BLE001 - a broken rubric is the grader's fault
-        template, name = [], ""
-        result = infrastructure_result(job.student, f"cannot read the assignment or its rubric: {err}",
-                                       template)
+        name = ""
+        result = infrastructure_result(job.student, f"cannot read the assignment or its rubric: {err}", [])
     else:
+        # The template (the rubric at zero) is built only for a result without outcomes: it imports
+        # the mIoU recipes, hence torch, which a graded job's own process never needs otherwise
+        # (about 2 s of CPU per Dask worker process).
         if job.error:
-            result = failure_result(job.student, job.error, template, name)
+            result = failure_result(job.student, job.error, _template(job), name)
         else:
             try:
-                result = _run(job, template)
+                result = _run(job)
             except InfrastructureError as err:
-                result = infrastructure_result(job.student, str(err), template, name)
+                result = infrastructure_result(job.student, str(err), _template(job), name)
             except Exception as err:  # noqa: BLE001 - the grader's own failure, never a zero
                 tb = traceback.format_exception_only(type(err), err)[-1].strip()
-                result = infrastructure_result(job.student, f"the grader failed: {tb}", template, name)
+                result = infrastructure_result(job.student, f"the grader failed: {tb}", _template(job), name)
     result.wall_s = round(time.monotonic() - t0, 2)
     return result
 
 
-def _run(job: GradeJob, template: list[TestResult]) -> SubmissionResult:
+def _template(job: GradeJob) -> list[TestResult]:
+    try:
+        return rubric_tests(job.bundle, job.settings)
+    except Exception:  # noqa: BLE001 - (read once already) the result still says why
+        return []
+
+
+def _run(job: GradeJob) -> SubmissionResult:
     if job.runner:
         result = load_callable(job.runner)(job)
         if not isinstance(result, SubmissionResult):
             raise TypeError(f"the runner returned {type(result).__name__}, not SubmissionResult")
         return result
-    from autograder.recipes import check_tier_ready
-
     s = job.settings
-    check_tier_ready(s, job.bundle)  # raises InfrastructureError: never grade against the wrong data
+    if s.miou != "none":  # (the recipes import torch: not needed without an mIoU tier)
+        from autograder.recipes import check_tier_ready
+
+        check_tier_ready(s, job.bundle)  # raises InfrastructureError: never grade against the wrong data
     root = Path(s.scratch_root)
     root.mkdir(parents=True, exist_ok=True)
     clean_stale_scratch(root)
@@ -310,13 +322,13 @@ def _run(job: GradeJob, template: list[TestResult]) -> SubmissionResult:
     with sandbox_slot(root) as slot:
         work = Path(tempfile.mkdtemp(prefix=f"{safe}.slot{slot}.{os.getpid()}.", dir=root))
         try:
-            return _run_in(job, work, slot, template)
+            return _run_in(job, work, slot)
         finally:
             if not s.keep_scratch:
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
+def _run_in(job: GradeJob, work: Path, slot: int) -> SubmissionResult:
     from autograder.rubric import load_rubric, to_result
 
     s = job.settings
@@ -344,6 +356,7 @@ def _run_in(job: GradeJob, work: Path, slot: int, template) -> SubmissionResult:
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("PYTEST_ADDOPTS", None)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the hidden tests need no third-party plugin
     log_path = work / "pytest.log"
     with open(log_path, "wb") as log:
         try:

@@ -12,7 +12,30 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+
+
+def _import_nbformat_without_iri_checks():
+    """Import nbformat (and so jsonschema) with ``rfc3987_syntax`` hidden from jsonschema.
+
+    jsonschema imports ``rfc3987_syntax`` when it is installed (``jsonschema[format-nongpl]``,
+    which the Jupyter stack pulls in) only to check the ``iri`` string formats, which no notebook
+    schema uses; that import compiles about 35 Lark grammars: 1.2-2 s of CPU in every process that
+    grades (each Dask worker, the coordinator), the largest part of importing nbformat
+    (python-jsonschema/jsonschema#1428; docs/benchmarks.md). Hidden only while jsonschema is first
+    imported; without effect when jsonschema is already loaded.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None  # `import rfc3987_syntax` raises ImportError
+    try:
+        import jsonschema  # noqa: F401 - its format checkers are set up at import
+    finally:
+        del sys.modules["rfc3987_syntax"]
+
+
+_import_nbformat_without_iri_checks()
 
 import nbformat
 from nbgrader.utils import compute_checksum

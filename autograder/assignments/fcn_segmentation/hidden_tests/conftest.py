@@ -18,7 +18,12 @@ from autograder.hidden_plugin import WEIGHT_SEED, make_weights, weight_spec
 __all__ = ["FCN_SIZES", "WEIGHT_SEED", "disk_cached", "fcn_inputs", "make_weights",
            "skip_default_init", "weight_spec"]
 
-FCN_SIZES = ((64, 64), (97, 131), (33, 47))
+#: Input (H, W) of the FCN forward tests. Each is padded by 100 pixels by conv1_1, so the cost
+#: of a forward pass grows with (H + 198) * (W + 198): these cost 36 % less than the earlier
+#: ((64, 64), (97, 131), (33, 47)) and catch every wrong FCN of tests/test_fcn_sizes.py at as many
+#: sizes as those did (more for floor pooling and swapped crop dimensions): both orientations, a
+#: square, odd and even sides, a 2x2 score map (so the upsampling strides show).
+FCN_SIZES = ((6, 27), (27, 6), (27, 27))
 
 
 def pytest_configure(config):
