@@ -118,11 +118,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     p.add_argument("--no-nbgrader", action="store_true", help="skip the nbgrader autograde run")
     args = p.parse_args(argv)
-    from autograder import release
-
-    out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
     from autograder import release  # (not at the top: see the imports)
 
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench_grade_"))
     paths = release.release(out / "release", "fcn_segmentation")
     demo.make_submissions(paths.release, get_assignment("fcn_segmentation"), paths.expected_cells, out / "made")
     copies = out / "copies"
