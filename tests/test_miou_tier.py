@@ -94,7 +94,7 @@ def test_grade_refuses_the_tier_with_a_message_and_a_nonzero_exit(tmp_path, samp
 
     student = tmp_path / "subs" / "alice"
     student.mkdir(parents=True)
-    for nb in (repo_root / "notebooks").glob("*/*.ipynb"):
+    for nb in (repo_root / "notebooks" / "fcn_segmentation").glob("*.ipynb"):
         shutil.copy(nb, student / nb.name)
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "subs"), "--out",
                            str(tmp_path / "out"), "--miou", "cpu", "--data-root", str(sample_root),
