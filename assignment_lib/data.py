@@ -246,14 +246,24 @@ def clear_memory_cache() -> None:
     _MEMORY_CACHE.clear()
 
 
-def _cache_key(root: Path, image_id: str, max_side: int | None) -> str:
-    digest = hashlib.sha256(_CACHE_VERSION)
+def hash_image_files(digest, root: Path, image_id: str) -> None:
+    """Feed the bytes of ``image_id``'s photo (``.jpg``) and label map (``.png``) under
+    ``<root>/base`` into ``digest`` (a ``hashlib`` object): what the disk caches are keyed by.
+
+    Raises:
+        DataError: a file cannot be read (named).
+    """
     for suffix in (".jpg", ".png"):
         path = root / "base" / f"{image_id}{suffix}"
         try:
             digest.update(path.read_bytes())
         except OSError as err:
             raise DataError(f"cannot read {path}: {err}") from err
+
+
+def _cache_key(root: Path, image_id: str, max_side: int | None) -> str:
+    digest = hashlib.sha256(_CACHE_VERSION)
+    hash_image_files(digest, root, image_id)
     digest.update(f"max_side={max_side}".encode())
     return digest.hexdigest()
 

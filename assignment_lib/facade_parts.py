@@ -42,9 +42,9 @@ from assignment_lib.data import (
     CLASS_NAMES,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    DataError,
     cache_dir,
     find_data_root,
+    hash_image_files,
     read_pair,
     save_npz_atomic,
     split_ids,
@@ -191,12 +191,7 @@ def extract_parts(image: np.ndarray, target: np.ndarray, config: PartsConfig | N
 def _files_digest(root: Path, ids, extra: str) -> str:
     digest = hashlib.sha256(f"{_CACHE_VERSION}:{extra}".encode())
     for image_id in ids:
-        for suffix in (".jpg", ".png"):
-            path = root / "base" / f"{image_id}{suffix}"
-            try:
-                digest.update(path.read_bytes())
-            except OSError as err:
-                raise DataError(f"cannot read {path}: {err}") from err
+        hash_image_files(digest, root, image_id)
     return digest.hexdigest()
 
 
