@@ -30,17 +30,17 @@ def _read(repo_root, name):
     return nbformat.read(repo_root / "notebooks" / "fcn_segmentation" / name, as_version=4)
 
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_metadata_well_formed(repo_root, name):
-    """nbgrader's own metadata check passes; ids are unique; the contract's grade_ids are there."""
+def check_metadata(nb, name: str, grade_ids: set[str]) -> None:
+    """nbgrader's own metadata check passes on source notebook ``nb``; grade_ids are unique and
+    include ``grade_ids``; solution cells hold the markers, graded code cells are locked checks,
+    graded markdown cells are answers with points. (Shared by every assignment's notebook tests.)"""
     from nbgrader.preprocessors import CheckCellMetadata
 
-    nb = _read(repo_root, name)
     nbformat.validate(nb)
     CheckCellMetadata().preprocess(nb, {})
     ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
     assert len(ids) == len(set(ids)), f"duplicate grade_ids in {name}"
-    assert NOTEBOOKS[name] <= set(ids), f"{name} lacks {NOTEBOOKS[name] - set(ids)}"
+    assert grade_ids <= set(ids), f"{name} lacks {grade_ids - set(ids)}"
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader")
         if not meta:
@@ -54,12 +54,22 @@ def test_metadata_well_formed(repo_root, name):
             assert meta["solution"] and meta["points"] > 0 and cell.source.strip() == "YOUR ANSWER HERE", gid
 
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_outputs_stripped(repo_root, name):
-    raw = json.loads((repo_root / "notebooks" / "fcn_segmentation" / name).read_text())
+def check_outputs_stripped(path) -> None:
+    """Every code cell of the notebook file ``path`` has no outputs and no execution count."""
+    raw = json.loads(path.read_text())
     for cell in raw["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, cell["source"][:60]
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_metadata_well_formed(repo_root, name):
+    check_metadata(_read(repo_root, name), name, NOTEBOOKS[name])
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_outputs_stripped(repo_root, name):
+    check_outputs_stripped(repo_root / "notebooks" / "fcn_segmentation" / name)
 
 
 @pytest.fixture(scope="module")

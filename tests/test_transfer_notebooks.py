@@ -7,14 +7,13 @@ tests/test_notebooks.py, whose helpers are reused.)"""
 
 from __future__ import annotations
 
-import json
 import time
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.test_notebooks import _draws, _validate_executed
+from tests.test_notebooks import _draws, _validate_executed, check_metadata, check_outputs_stripped
 
 #: notebook -> (grade_ids it must hold, lines its smoke run must print).
 NOTEBOOKS = {
@@ -42,32 +41,12 @@ def _read(repo_root, name):
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_metadata_well_formed(repo_root, name):
-    from nbgrader.preprocessors import CheckCellMetadata
-
-    nb = _read(repo_root, name)
-    nbformat.validate(nb)
-    CheckCellMetadata().preprocess(nb, {})
-    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
-    assert len(ids) == len(set(ids))
-    assert NOTEBOOKS[name][0] <= set(ids), NOTEBOOKS[name][0] - set(ids)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader")
-        if not meta:
-            continue
-        if meta["solution"] and cell.cell_type == "code":
-            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
-        if meta["grade"] and cell.cell_type == "code":
-            assert meta["locked"] and "checks.check_" in cell.source
-        if meta["grade"] and cell.cell_type == "markdown":
-            assert meta["solution"] and meta["points"] > 0 and cell.source.strip() == "YOUR ANSWER HERE"
+    check_metadata(_read(repo_root, name), name, NOTEBOOKS[name][0])
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_outputs_stripped(repo_root, name):
-    raw = json.loads((repo_root / "notebooks" / "transfer_learning" / name).read_text())
-    for cell in raw["cells"]:
-        if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and cell["execution_count"] is None, cell["source"][:60]
+    check_outputs_stripped(repo_root / "notebooks" / "transfer_learning" / name)
 
 
 @pytest.mark.slow
