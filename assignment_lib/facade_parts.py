@@ -273,6 +273,41 @@ def load_parts(split: str, root: str | os.PathLike | None = None,
     return parts
 
 
+def balanced_subset(x: torch.Tensor, y: torch.Tensor, n_per_class: int, seed: int = 0,
+                    n_classes: int = N_PART_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic class-balanced subset of ``(x, y)``: ``n_per_class`` items of each class
+    ``0..n_classes-1``, drawn without replacement with ``numpy.random.default_rng(seed)``.
+
+    Args:
+        x: (N, ...) tensor (images), indexed along its first dimension.
+        y: int64 (N,) labels.
+
+    Returns:
+        ``(x_sub, y_sub)``, ``n_classes * n_per_class`` items, classes in order 0, 1, ..., and the
+        items of a class in the order of their indices in ``x`` (so the same seed always gives the
+        same tensors).
+
+    Raises:
+        ValueError: ``n_per_class < 1``, ``x`` and ``y`` of different lengths, or a class with fewer
+            than ``n_per_class`` items (named, with its count).
+    """
+    y_np = np.asarray(y)
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+    if len(x) != len(y_np):
+        raise ValueError(f"x has {len(x)} items but y has {len(y_np)}")
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in range(n_classes):
+        idx = np.flatnonzero(y_np == c)
+        if len(idx) < n_per_class:
+            name = PART_CLASSES[c] if n_classes == N_PART_CLASSES else str(c)
+            raise ValueError(f"class {c} ({name}) has {len(idx)} items, fewer than n_per_class={n_per_class}")
+        picks.append(np.sort(rng.choice(idx, size=n_per_class, replace=False)))
+    index = torch.from_numpy(np.concatenate(picks))
+    return x[index], torch.as_tensor(y_np)[index].to(torch.int64)
+
+
 def unlabelled_pool(n: int, root: str | os.PathLike | None = None, size: int = 96, seed: int = 0,
                     scale: tuple[float, float] = (0.15, 0.5)) -> np.ndarray:
     """``n`` random square crops of the TRAIN photos, without labels (for self-supervision).

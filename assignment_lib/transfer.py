@@ -232,6 +232,41 @@ def fit_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], c
     return history
 
 
+def probe_predictions(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test_images: torch.Tensor,
+                      config: ClassifierConfig, *, device=None) -> torch.Tensor:
+    """Train ``model`` on ``train`` with :func:`fit_classifier` (no progress bar), then predict the
+    class of each test image: the argmax of :func:`predict_logits`.
+
+    The one function behind the transfer_learning probe test: calibration runs it on the reference
+    in-process, grading invokes it in the sandbox on the student's model (which sees the test
+    images, never their labels; the trusted side scores).
+
+    Args:
+        model: a classifier (e.g. VGG-16 after ``replace_head`` and ``set_trainable``); trained in
+            place, only its parameters with ``requires_grad``.
+        train: ``(x float (N, 3, S, S), y int64 (N,))``.
+        test_images: float (M, 3, S, S).
+        config: the training run (:class:`ClassifierConfig`; its ``seed`` seeds shuffling, flips, dropout).
+        device: default :func:`default_device`.
+
+    Returns:
+        int64 (M,) predicted classes, on the CPU.
+
+    Raises:
+        ValueError: malformed ``train`` or ``test_images``, or no trainable parameter (see
+            :func:`fit_classifier`).
+    """
+    if isinstance(config, dict):
+        config = ClassifierConfig.from_dict(config)
+    if not (isinstance(test_images, torch.Tensor) and test_images.ndim == 4 and test_images.shape[1] == 3
+            and test_images.is_floating_point()):
+        raise ValueError(f"probe_predictions: test images must be a float tensor (M, 3, H, W), got "
+                         f"{type(test_images).__name__} {tuple(getattr(test_images, 'shape', ()))}")
+    fit_classifier(model, train, config, device=device, progress=False)
+    device = torch.device(device) if device is not None else default_device()
+    return predict_logits(model, test_images, device=device).argmax(1).to(torch.int64)
+
+
 def optimizer_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, lr: float = 0.1) -> float:
     """One plain SGD step (momentum 0, weight decay 0.01) of cross-entropy over ALL of ``model``'s
     parameters, in train mode: parameters without a gradient (frozen ones) must stay unchanged.

@@ -6,7 +6,7 @@ An assignment ``NAME`` is two folders:
   SOLUTION`` / ``### END SOLUTION``, check cells with ``points``, locked import cells);
 - ``autograder/assignments/NAME/`` (a package): ``assignment.toml`` (its name, title, notebooks,
   locked cells and answer cells), ``rubric.toml``, ``hidden_tests/`` and, where it grades trained
-  models, ``thresholds.json``.
+  models, ``recipes.toml`` (how they train) and ``thresholds.json`` (what they must reach).
 
 A folder under ``autograder/assignments/`` without ``assignment.toml`` is not an assignment yet
 (one being written): :func:`assignment_names` skips it, nothing crashes on it.
@@ -27,6 +27,8 @@ ASSIGNMENTS_DIR = PACKAGE / "assignments"
 #: Where the assignments' source notebooks live (``<NOTEBOOKS_DIR>/<name>/``).
 NOTEBOOKS_DIR = REPO / "notebooks"
 TOML = "assignment.toml"
+#: The file of an assignment's training recipes (:func:`autograder.recipes.load_recipes`).
+RECIPES = "recipes.toml"
 
 
 class AssignmentError(ValueError):
@@ -134,6 +136,11 @@ class Assignment:
     @property
     def rubric(self) -> Path:
         return Path(self.folder) / "rubric.toml"
+
+    @property
+    def recipes(self) -> Path:
+        """``recipes.toml`` (present only where the assignment grades trained models)."""
+        return Path(self.folder) / RECIPES
 
     @property
     def thresholds(self) -> Path:

@@ -1,11 +1,12 @@
 """One assignment's grader content, the part that decides grades: its ``assignment.toml``, hidden
-tests, rubric, source notebooks, thresholds. Content-addressed, so a result can say which grader produced it and a remote worker can
-cache it.
+tests, rubric, source notebooks, training recipes and thresholds. Content-addressed, so a result can
+say which grader produced it and a remote worker can cache it.
 
-A :class:`Bundle` names the five; :meth:`Bundle.digest` is a sha256 over their relative paths and
+A :class:`Bundle` names the six; :meth:`Bundle.digest` is a sha256 over their relative paths and
 bytes. :meth:`Bundle.pack` makes a zip of them (laid out as ``assignment.toml``, ``hidden_tests/``,
-``rubric.toml``, ``notebooks/``, ``thresholds.json``; the last only where the assignment has one), and :func:`unpack_cached` turns that zip back into a folder on a
-worker, once per digest (``<cache>/<digest>/``), verifying the digest before using it.
+``rubric.toml``, ``notebooks/``, ``recipes.toml``, ``thresholds.json``; the last two only where the
+assignment trains models), and :func:`unpack_cached` turns that zip back into a folder on a worker,
+once per digest (``<cache>/<digest>/``), verifying the digest before using it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.assignment import TOML, Assignment, get_assignment
+from autograder.assignment import RECIPES, TOML, Assignment, get_assignment
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parent
 #: Where workers cache unpacked bundles (override with ``$FCN_GRADER_CACHE``).
 DEFAULT_CACHE = Path.home() / ".cache" / "fcn_grader" / "bundles"
+#: The parts an assignment that trains no model does not have.
+OPTIONAL = (RECIPES, "thresholds.json")
 
 
 def _files(folder: Path) -> list[Path]:
@@ -43,6 +46,7 @@ class Bundle:
         thresholds: the calibrated ``thresholds.json`` (need not exist: an assignment that grades
             no trained model has none).
         assignment: the ``assignment.toml``.
+        recipes: the ``recipes.toml`` of the models it trains (need not exist, like ``thresholds``).
     """
 
     hidden_tests: str
@@ -50,6 +54,7 @@ class Bundle:
     notebooks: str
     thresholds: str
     assignment: str
+    recipes: str
 
     @classmethod
     def for_assignment(cls, name: str) -> Bundle:
@@ -63,20 +68,22 @@ class Bundle:
     @classmethod
     def of(cls, a: Assignment) -> Bundle:
         """The grader of the assignment ``a`` (e.g. loaded from a copy of the repository)."""
-        return cls(str(a.hidden_tests), str(a.rubric), a.source_dir, str(a.thresholds), str(a.toml))
+        return cls(str(a.hidden_tests), str(a.rubric), a.source_dir, str(a.thresholds), str(a.toml),
+                   str(a.recipes))
 
     @classmethod
     def from_dir(cls, folder: str | os.PathLike) -> Bundle:
         """A bundle laid out in one folder, as :meth:`pack` writes it (e.g. a copy of the grader).
 
         Raises:
-            FileNotFoundError: one of the parts is missing (named; ``thresholds.json`` is optional).
+            FileNotFoundError: one of the parts is missing (named; ``recipes.toml`` and
+                ``thresholds.json`` are optional).
         """
         f = Path(folder).resolve()
         b = cls(str(f / "hidden_tests"), str(f / "rubric.toml"), str(f / "notebooks"),
-                str(f / "thresholds.json"), str(f / TOML))
+                str(f / "thresholds.json"), str(f / TOML), str(f / RECIPES))
         for name, path in b.members().items():
-            if name != "thresholds.json" and not Path(path).exists():
+            if name not in OPTIONAL and not Path(path).exists():
                 raise FileNotFoundError(f"grader bundle {f}: {path} is missing")
         return b
 
@@ -85,10 +92,10 @@ class Bundle:
         return Assignment.load(self.assignment, self.notebooks)
 
     def members(self) -> dict[str, Path]:
-        """``{name in the bundle: path here}`` for the five parts."""
+        """``{name in the bundle: path here}`` for the six parts."""
         return {TOML: Path(self.assignment), "hidden_tests": Path(self.hidden_tests),
                 "rubric.toml": Path(self.rubric), "notebooks": Path(self.notebooks),
-                "thresholds.json": Path(self.thresholds)}
+                RECIPES: Path(self.recipes), "thresholds.json": Path(self.thresholds)}
 
     def entries(self) -> list[tuple[str, Path]]:
         """``(relative name, file)`` for every file, sorted: what the digest and the zip hold."""

@@ -102,18 +102,23 @@ def _notebooks(sub: Submission) -> dict[str, bytes]:
 
 
 def preflight(options: GradeOptions, bundle: Bundle) -> None:
-    """Refuse a run that cannot grade as calibrated on this machine (local executor or a
-    LocalCluster here); remote workers check the same in each job.
+    """Refuse a run that cannot grade as calibrated: a recipe without a threshold, changed since its
+    calibration or too long for the budget (always), missing weights or data differing from the
+    calibration's (checked here for the local executor or a LocalCluster; remote workers check
+    those in each job).
 
     Raises:
-        GradingRefused: why (missing weights, data differing from the calibration's, no threshold).
+        GradingRefused: why, and what to do.
     """
-    if options.runner or options.settings.miou == "none" or options.scheduler:
+    if options.runner or options.settings.miou == "none":
         return
-    from autograder.recipes import check_tier_ready
+    from autograder.recipes import check_tier_ready, graded_recipes
 
     try:
-        check_tier_ready(options.settings, bundle)
+        if options.scheduler:
+            graded_recipes(options.settings, bundle)
+        else:
+            check_tier_ready(options.settings, bundle)
     except InfrastructureError as err:
         raise GradingRefused(str(err)) from None
 

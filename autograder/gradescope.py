@@ -18,8 +18,8 @@ image, then, for every submission, ``run_autograder``, which must write
 
 The hidden tests and the reference solutions travel only in this zip, which goes to Gradescope's
 instructor side; the student bundle of ``release`` holds neither (``tests/test_release.py``).
-Gradescope has no GPUs, so the GPU mIoU test is always reported "not run"; ``--miou cpu``
-enables the CPU tier, whose mIoU also goes to Gradescope's leaderboard.
+Gradescope has no GPUs, so the GPU-tier tests are always reported "not run"; ``--miou cpu``
+enables the CPU tier, whose scores (mIoU, probe accuracy) also go to Gradescope's leaderboard.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@
    plain process with resource limits; then the student-visible ``output`` says so;
 4. ``results/results.json`` is the grader's own Gradescope object
    (:func:`autograder.reports.gradescope_dict`: per-test score, max_score, status, output,
-   visibility) with three changes: the GPU mIoU test says why it did not run on Gradescope, the
-   full internal result is dropped from ``extra_data`` (it would repeat hidden tests' messages),
-   and, with the CPU tier on, ``leaderboard`` holds the CPU-tier mIoU.
+   visibility) with three changes: the GPU-tier tests (those the assignment's ``recipes.toml``
+   puts on the ``gpu`` tier) say why they did not run on Gradescope, the full internal result is
+   dropped from ``extra_data`` (it would repeat hidden tests' messages), and, with the CPU tier
+   on, ``leaderboard`` holds each CPU-tier test's score (FCN's mIoU, the transfer probe's accuracy).
 
 If the grader itself cannot run (an infrastructure failure, not the student's), no
 ``results.json`` is written and the exit code is 1: Gradescope then shows "autograder failed"
@@ -39,10 +40,11 @@ from autograder.submissions import Submission, SubmissionError, find_submissions
 ROOT_ENV = "AUTOGRADER_ROOT"
 DEFAULT_ROOT = "/autograder"
 SOURCE = Path(__file__).resolve().parent.parent
-GPU_TEST = "test_fcn8s_miou_gpu"
-CPU_TEST = "test_fcn8s_miou_cpu"
-LEADERBOARD_NAME = "CPU-tier mIoU"
-GPU_NOT_RUN = ("not run: Gradescope has no GPU; the GPU mIoU test runs only where the course grades "
+#: The leaderboard's name for a CPU-tier test, by its recipe's trainer (autograder.recipes.TRAINERS).
+LEADERBOARD_NAMES = {"segmentation": "CPU-tier mIoU", "classifier": "CPU-tier probe accuracy"}
+#: The score a trained-model test prints in its message ("mIoU 0.041 (threshold ...)").
+_SCORE = re.compile(r"(?:mIoU|accuracy) (\d+(?:\.\d+)?)")
+GPU_NOT_RUN = ("not run: Gradescope has no GPU; the GPU-tier test runs only where the course grades "
                "on a GPU machine, and counts towards neither your score nor the maximum here.")
 WEAKER_ISOLATION = ("Note: the sandbox (bubblewrap) could not start on Gradescope's machine, so your code "
                     "ran in a separate process with time and memory limits but without filesystem or "
@@ -99,23 +101,36 @@ def find_upload(submission: Path, student: str, work: Path, assignment: str = ""
         "`python -m assignment_lib.submit`"))
 
 
-def leaderboard_entry(payload: dict) -> list[dict]:
-    """``[{"name", "value", "order"}]`` with the CPU-tier mIoU (0 when the test did not reach training)."""
+def tier_recipes(assignment: str) -> dict[str, object]:
+    """``{hidden test: Recipe}`` of the assignment's trained-model tests (its ``recipes.toml``)."""
+    from autograder.bundle import Bundle
+    from autograder.recipes import bundle_recipes
+
+    return {r.test: r for r in bundle_recipes(Bundle.for_assignment(assignment)).values() if r.test}
+
+
+def leaderboard_entry(payload: dict, recipes: dict) -> list[dict]:
+    """``[{"name", "value", "order"}]``: one entry per CPU-tier test of ``recipes``
+    (:func:`tier_recipes`), its printed score (0 when the test did not reach training)."""
+    out = []
     for t in payload["tests"]:
-        if t["name"] == CPU_TEST:
-            m = re.search(r"mIoU (\d+(?:\.\d+)?)", t.get("output", ""))
-            return [{"name": LEADERBOARD_NAME, "value": round(float(m.group(1)), 4) if m else 0.0,
-                     "order": "desc"}]
-    return []
+        r = recipes.get(t["name"])
+        if r is not None and r.tier == "cpu":
+            m = _SCORE.search(t.get("output", ""))
+            out.append({"name": LEADERBOARD_NAMES[r.trainer],
+                        "value": round(float(m.group(1)), 4) if m else 0.0, "order": "desc"})
+    return out
 
 
 def to_gradescope(payload: dict, settings: GradescopeSettings) -> dict:
     """Adapt the grader's ``results.json`` object for Gradescope (see the module docstring)."""
     payload = dict(payload)
+    recipes = tier_recipes(settings.assignment)
     tests = []
     for t in payload["tests"]:
         t = dict(t)
-        if t["name"] == GPU_TEST and "status" not in t:  # not run: no status, 0 of 0 points
+        gpu = getattr(recipes.get(t["name"]), "tier", None) == "gpu"
+        if gpu and "status" not in t:  # not run: no status, 0 of 0 points
             t["output"] = GPU_NOT_RUN
         tests.append(t)
     payload["tests"] = tests
@@ -125,7 +140,7 @@ def to_gradescope(payload: dict, settings: GradescopeSettings) -> dict:
     if "subprocess" in str(extra.get("isolation", "")):
         payload["output"] = f"{payload['output']}\n{WEAKER_ISOLATION}"
     if settings.miou == "cpu":
-        payload["leaderboard"] = leaderboard_entry(payload)
+        payload["leaderboard"] = leaderboard_entry(payload, recipes)
     return payload
 
 

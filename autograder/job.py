@@ -110,7 +110,7 @@ def rubric_tests(bundle: Bundle, settings: GradingSettings) -> list[TestResult]:
     submission's maximum equals a graded one's."""
     from autograder.rubric import load_rubric
 
-    tier_tests = tier_of_tests()
+    tier_tests = tier_of_tests(bundle)
     out = []
     for e in load_rubric(bundle.rubric).values():
         runs = tier_tests.get(e.name, settings.miou) == settings.miou
@@ -119,11 +119,16 @@ def rubric_tests(bundle: Bundle, settings: GradingSettings) -> list[TestResult]:
     return out
 
 
-def tier_of_tests() -> dict[str, str]:
-    """``{hidden test name: mIoU tier}`` for the tests that run only at one tier."""
-    from autograder.recipes import RECIPES
+def tier_of_tests(bundle: Bundle) -> dict[str, str]:
+    """``{hidden test name: tier}`` for ``bundle``'s tests that run only at one trained-model tier
+    (from its ``recipes.toml``; ``{}`` where it has none).
 
-    return {r.test: r.tier for r in RECIPES.values() if r.test}
+    Raises:
+        autograder.recipes.RecipeError: an unreadable ``recipes.toml``.
+    """
+    from autograder.recipes import bundle_recipes
+
+    return {r.test: r.tier for r in bundle_recipes(bundle).values() if r.test}
 
 
 def failure_result(student: str, message: str, template: list[TestResult],

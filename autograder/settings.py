@@ -5,7 +5,9 @@ it (``to_dict`` / ``from_dict``: plain JSON data) to wherever it runs (a thread 
 elsewhere) and into the hidden tests' pytest process, which builds the sandbox from it. Each default
 is stated once, here. :meth:`GradingSettings.request_timeouts` lists every wall-clock limit a request
 to the sandbox can get, and construction refuses settings where one of them would not fit inside the
-submission budget (a limit that can never be reached is a setting that lies).
+submission budget (a limit that can never be reached is a setting that lies). The training timeout
+of a trained-model tier belongs to the assignment's recipe; :func:`autograder.recipes.graded_recipes`
+checks it against the same budget before grading starts.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class GradingSettings:
         keep_scratch: keep each job's scratch folder (debugging).
 
     Raises:
-        ValueError: an unknown tier, a non-positive limit, or a request timeout (including the mIoU
-            recipe's training timeout) longer than ``submission_budget``.
+        ValueError: an unknown tier, a non-positive limit, or a request timeout longer than
+            ``submission_budget``.
     """
 
     request_timeout: float = 120.0
@@ -75,20 +77,10 @@ class GradingSettings:
         """Seconds the sandbox may take to start."""
         return self.request_timeout + START_GRACE_S
 
-    def recipe_timeout(self) -> float | None:
-        """Seconds the mIoU tier's training request may take, or ``None`` without an mIoU tier."""
-        if self.miou == "none":
-            return None
-        from autograder.recipes import grading_recipe  # torch-heavy; only with an mIoU tier
-
-        return grading_recipe(self.miou).timeout_s
-
     def request_timeouts(self) -> dict[str, float]:
         """Every wall-clock limit one request can get: ``{request: seconds}``."""
         out = {"start": self.start_timeout, "request": self.request_timeout}
         out.update({op: k * self.request_timeout for op, k in HEAVY_REQUESTS.items()})
-        if (t := self.recipe_timeout()) is not None:
-            out["train_predict"] = t
         return out
 
     def to_dict(self) -> dict:

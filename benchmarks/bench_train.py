@@ -34,9 +34,12 @@ sys.path.insert(0, str(REPO))
 
 from assignment_lib.data import IGNORE_INDEX
 from assignment_lib.train import _autocast
+from autograder.assignment import get_assignment
 from autograder.reference import load_reference
 
 DOC = REPO / "docs" / "benchmarks.md"
+#: The assignment whose models (FCN-32s, FCN-8s) this benchmark trains.
+FCN = get_assignment("fcn_segmentation")
 #: The issue's figure for FCN-8s at 512x512, forward + backward, per image.
 ISSUE_FCN8S_512_TFLOP = 1.14
 
@@ -119,25 +122,21 @@ def time_to_threshold(dev) -> str:
     calibrated threshold (checked at every History row)."""
     if dev.type != "cuda":
         return "n/a (CPU)"
-    doc = json.loads((REPO / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json").read_text())
+    doc = json.loads(FCN.thresholds.read_text())
     thr = doc.get("gpu", {}).get("FCN8s")
     if thr is None:
         return "n/a (GPU threshold not yet measured)"
-    from autograder.recipes import RECIPES, load_data
+    from assignment_lib.train import TrainConfig, fit, seed_everything
+    from assignment_lib.weights import copy_vgg16_weights
+    from autograder.recipes import load_data, load_recipes
 
-    r = RECIPES["gpu_fcn8s"]
+    r = load_recipes(FCN.recipes)["gpu_fcn8s"]
     train, test = load_data(r.data)
-    from assignment_lib.train import TrainConfig
-
     every = TrainConfig.from_dict({**r.config.to_dict(), "eval_every": 100})
-    from autograder.recipes import Recipe
-
-    r2 = Recipe.from_dict({**r.to_dict(), "config": every.to_dict()})
-    # evaluate on the test split at every row: run fit with val_data = test
-    from assignment_lib.train import fit
-    from autograder.recipes import build_model
-
-    model = build_model(load_reference().FCN8s, r2, 0)
+    # the steps of assignment_lib.recipe.train_and_predict, with the test split as validation data
+    seed_everything(every.seed)
+    model = load_reference(FCN).FCN8s(n_classes=every.n_classes)
+    copy_vgg16_weights(model)
     hist = fit(model, train, every, val_data=test, device=dev, progress=False)
     for s, m in zip(hist["seconds"], hist["val_mean_iou"]):
         if m >= thr:
@@ -172,7 +171,7 @@ def main(argv=None) -> int:
     size = args.size or (512 if cuda else 128)
     batch = args.batch or (8 if cuda else 1)
     steps = args.steps or (20 if cuda else 2)
-    ref = load_reference()
+    ref = load_reference(FCN)
 
     label = device_label(dev)
     peak = matmul_peak_tflops(dev)

@@ -103,9 +103,10 @@ print("ATTACKS " + json.dumps(res))
 #: CPU practice of the calibration step: the same function as ``calibrate``, on a tiny recipe.
 TINY_CALIBRATION = r'''
 import dataclasses, json, sys
+from autograder.assignment import get_assignment
 from autograder.calibrate import calibrate_recipe
-from autograder.recipes import RECIPES
-r = RECIPES["cpu_fcn8s"]
+from autograder.recipes import load_recipes
+r = load_recipes(get_assignment("fcn_segmentation").recipes)["cpu_fcn8s"]
 r = dataclasses.replace(r, config=dataclasses.replace(r.config, steps=2, batch_size=1, crop_size=64, max_side=64),
                         data=dataclasses.replace(r.data, max_side=64, eval_limit=4))
 entry, problems = calibrate_recipe(r, [0], wrong_seeds=[0], device="cpu")

@@ -10,6 +10,7 @@ import pytest
 from assignment_lib.train import TrainConfig
 from autograder import calibrate as C
 from autograder import recipes as R
+from autograder.assignment import get_assignment
 
 
 def test_threshold_is_min_minus_margin_when_seeds_agree():
@@ -70,29 +71,60 @@ def test_main_writes_thresholds_where_the_hidden_tests_read_them(tmp_path, monke
     assert doc["gpu"]["FCN8s"] is None and doc["gpu"]["status"] == C.NOT_MEASURED
 
 
-def test_committed_thresholds_file_is_consistent(repo_root):
-    doc = json.loads((repo_root / "autograder" / "assignments" / "fcn_segmentation" / "thresholds.json").read_text())
-    for name, r in R.RECIPES.items():
+FCN = get_assignment("fcn_segmentation")
+
+
+@pytest.mark.parametrize("assignment_name", ["fcn_segmentation", "transfer_learning"])
+def test_committed_thresholds_file_is_consistent(assignment_name):
+    assignment = get_assignment(assignment_name)
+    doc = json.loads(assignment.thresholds.read_text())
+    measured = 0
+    for name, r in R.load_recipes(assignment.recipes).items():
         entry = doc["recipes"][name]
+        metric = "accuracy" if r.trainer == "classifier" else "mean_iou"
         if r.tier == "gpu" and entry.get("threshold") is None:
             assert entry["status"] == C.NOT_MEASURED  # never an invented GPU number
             continue
         if entry.get("status") != "measured":
             continue
-        # the rule reproduces the recorded threshold, and every known-wrong model fails it
-        ref = [x["mean_iou"] for x in entry["reference"]]
+        # the rule reproduces the recorded threshold, and every known-wrong model and the constant
+        # predictor fail it
+        ref = [x[metric] for x in entry["reference"]]
         assert C.choose_threshold(ref)["threshold"] == pytest.approx(entry["threshold"])
-        wrong = {n: [w["mean_iou"] for w in v] for n, v in entry["known_wrong"].items()}
-        assert wrong and C.check_calibration(ref, entry["threshold"], wrong) == []
-        assert R.Recipe.from_dict(entry["recipe"]) == r, f"{name}: recipe changed since calibration"
+        wrong = {n: [w[metric] for w in v] for n, v in entry["known_wrong"].items()}
+        assert wrong and C.check_calibration(ref, entry["threshold"], wrong,
+                                             entry[f"constant_predictor_{metric}"]) == []
+        assert R.Recipe.from_dict(entry["recipe"]).training_view() == r.training_view(), \
+            f"{name}: recipe changed since calibration"
+        assert doc[r.tier][C.summary_key(r)] == entry["threshold"]
+        measured += 1
+    assert measured  # each assignment has a calibrated CPU tier
 
 
 def test_recipes_are_plain_data_and_round_trip():
-    for r in R.recipes():
+    book = R.load_recipes(FCN.recipes)
+    for r in book.values():
         d = r.to_dict()
         assert json.loads(json.dumps(d)) == d
         assert R.Recipe.from_dict(d) == r
         assert TrainConfig.from_dict(d["config"]) == r.config
-    assert {r.tier for r in R.recipes("cpu")} == {"cpu"}
-    assert R.grading_recipe("cpu") is R.RECIPES["cpu_fcn8s"]
-    assert R.grading_recipe("gpu") is R.RECIPES["gpu_fcn8s"]
+    assert {r.tier for r in R.of_tier(book, "cpu")} == {"cpu"}
+    assert R.grading_recipe(book, "cpu") is book["cpu_fcn8s"]
+    assert R.grading_recipe(book, "gpu") is book["gpu_fcn8s"]
+
+
+def test_main_calibrates_each_recipe_over_its_own_seeds_unless_told(tmp_path, monkeypatch):
+    got = {}
+
+    def fake(recipe, seeds, **kw):
+        got[recipe.name] = list(seeds)
+        return {"threshold": 0.3, "rule": "r"}, []
+
+    monkeypatch.setattr(C, "calibrate_recipe", fake)
+    monkeypatch.setattr("assignment_lib.weights.load_vgg16_state_dict", lambda path=None: {})
+    assert C.main(["--assignment", "transfer_learning", "--tier", "cpu", "--out", str(tmp_path / "a.json")]) == 0
+    assert C.main(["--tier", "cpu", "--out", str(tmp_path / "b.json")]) == 0
+    assert got == {"cpu_probe": list(range(8)), "cpu_fcn32s": [0, 1, 2], "cpu_fcn8s": [0, 1, 2]}
+    assert C.main(["--tier", "cpu", "--recipes", "cpu_fcn8s", "--seeds", "5", "--out", str(tmp_path / "c.json")]) == 0
+    assert got["cpu_fcn8s"] == [5]
+    assert json.loads((tmp_path / "a.json").read_text())["cpu"] == {"probe_accuracy": 0.3}

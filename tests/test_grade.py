@@ -185,8 +185,8 @@ def test_sandbox_slots_are_distinct_across_holders(tmp_path):
 def test_refused_submission_has_the_maximum_of_a_graded_one():
     bundle = Bundle.for_assignment("fcn_segmentation")
     rubric = load_rubric(bundle.rubric)
-    tiers = job.tier_of_tests()
-    assert set(tiers) == {"test_fcn8s_miou_cpu", "test_fcn8s_miou_gpu"}
+    tiers = job.tier_of_tests(bundle)
+    assert tiers == {"test_fcn8s_miou_cpu": "cpu", "test_fcn8s_miou_gpu": "gpu"}
     for miou in ("none", "cpu", "gpu"):
         s = GradingSettings(miou=miou)
         refused = job.failure_result("x", "not a zip", job.rubric_tests(bundle, s))
@@ -200,10 +200,7 @@ def test_every_request_timeout_fits_in_the_submission_budget():
         s = GradingSettings(miou=miou)
         timeouts = s.request_timeouts()
         assert {"start", "describe", "forward", "loss_grad"} <= set(timeouts)
-        assert ("train_predict" in timeouts) == (miou != "none")
         assert max(timeouts.values()) <= s.submission_budget
-    with pytest.raises(ValueError, match="train_predict"):
-        GradingSettings(miou="gpu", submission_budget=1200)
     with pytest.raises(ValueError, match="forward"):
         GradingSettings(request_timeout=500, submission_budget=1200)
 

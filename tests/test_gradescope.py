@@ -112,7 +112,7 @@ def test_reference_and_wrong_submission(autograder_root):
     assert set(tests) == set(rubric)
     for name, t in tests.items():
         assert t["visibility"] == rubric[name].visibility
-        if name == gradescope_run.GPU_TEST:  # Gradescope has no GPU: not run, 0 of 0, said why
+        if name == "test_fcn8s_miou_gpu":  # Gradescope has no GPU: not run, 0 of 0, said why
             assert "status" not in t and t["max_score"] == 0 and t["output"] == gradescope_run.GPU_NOT_RUN
         elif "status" in t:
             assert t["status"] == "passed" and t["score"] == t["max_score"] > 0, t
@@ -160,9 +160,9 @@ def test_gpu_tier_refused_and_settings_round_trip():
 
 def test_leaderboard_and_weaker_isolation_note():
     payload = {"score": 1.0, "output": "Autograded score: 1 / 3.", "tests": [
-        {"name": gradescope_run.CPU_TEST, "score": 1.0, "max_score": 2.0, "status": "failed",
+        {"name": "test_fcn8s_miou_cpu", "score": 1.0, "max_score": 2.0, "status": "failed",
          "output": "FCN-8s ...\nmIoU 0.041 (threshold 0.050)", "visibility": "after_published"},
-        {"name": gradescope_run.GPU_TEST, "score": 0.0, "max_score": 0.0, "output": "not run: needs a GPU",
+        {"name": "test_fcn8s_miou_gpu", "score": 0.0, "max_score": 0.0, "output": "not run: needs a GPU",
          "visibility": "after_published"}],
         "extra_data": {"isolation": "subprocess (weaker: no filesystem or network isolation)", "result": {}}}
     cpu = gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings("fcn_segmentation", miou="cpu"))
@@ -171,7 +171,8 @@ def test_leaderboard_and_weaker_isolation_note():
     assert cpu["tests"][1]["output"] == gradescope_run.GPU_NOT_RUN and "result" not in cpu["extra_data"]
     assert payload["tests"][1]["output"] == "not run: needs a GPU"  # the input is not changed
     payload["tests"][0]["output"] = "cell 'fcn8s' raised SyntaxError"  # never reached training
-    assert gradescope_run.leaderboard_entry(payload)[0]["value"] == 0.0
+    fcn = gradescope_run.tier_recipes("fcn_segmentation")
+    assert gradescope_run.leaderboard_entry(payload, fcn)[0]["value"] == 0.0
     assert "leaderboard" not in gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings("fcn_segmentation"))
 
 
@@ -180,3 +181,15 @@ def test_student_id_from_metadata(tmp_path):
     (tmp_path / "submission_metadata.json").write_text(json.dumps(
         {"users": [{"email": "Ann Lee <ann@uni.edu>", "name": "Ann", "sid": ""}]}))
     assert gradescope_run.student_id(tmp_path) == "Ann_Lee__ann@uni.edu_"
+
+
+def test_leaderboard_of_the_transfer_probe():
+    payload = {"score": 2.0, "output": "", "extra_data": {}, "tests": [
+        {"name": "test_probe_accuracy_cpu", "score": 2.0, "max_score": 2.0, "status": "passed",
+         "output": "probe accuracy 0.427 (threshold 0.355)", "visibility": "after_published"},
+        {"name": "test_replace_head_output_shape", "score": 2.0, "max_score": 2.0, "status": "passed",
+         "output": "", "visibility": "visible"}]}
+    out = gradescope_run.to_gradescope(payload, gradescope.GradescopeSettings("transfer_learning", miou="cpu"))
+    assert out["leaderboard"] == [{"name": "CPU-tier probe accuracy", "value": 0.427, "order": "desc"}]
+    # the FCN recipes do not name the probe: no entry from another assignment's test
+    assert gradescope_run.leaderboard_entry(payload, gradescope_run.tier_recipes("fcn_segmentation")) == []

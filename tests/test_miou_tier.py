@@ -2,7 +2,7 @@
 as plain data and returns class maps for test images it received without labels.
 
 A short recipe (2 steps, 2 images at 64 px) keeps this fast; the calibrated recipe itself is checked
-against ``autograder/thresholds.json`` in ``test_miou_credit.py`` and by ``python -m autograder
+against the FCN assignment's ``thresholds.json`` in ``test_miou_credit.py`` and by ``python -m autograder
 calibrate``.
 """
 
@@ -30,7 +30,7 @@ def sandbox(tmp_path_factory):
 
 
 def test_grading_recipe_is_plain_data_the_trainer_accepts():
-    r = recipes.grading_recipe("cpu")
+    r = recipes.grading_recipe(recipes.load_recipes(get_assignment("fcn_segmentation").recipes), "cpu")
     assert recipes.Recipe.from_dict(r.to_dict()) == r
     assert TrainConfig.from_dict(r.to_dict()["config"]) == r.config
     assert r.init == "imagenet" and r.data.eval_split == "test" and r.data.eval_limit > 0
@@ -38,7 +38,7 @@ def test_grading_recipe_is_plain_data_the_trainer_accepts():
 
 def test_worker_trains_and_predicts_unlabelled_test_images(sandbox, sample_root):
     """The sandbox receives ``Recipe.to_dict()`` (here shortened) and runs the shared trainer."""
-    r = recipes.grading_recipe("cpu")
+    r = recipes.grading_recipe(recipes.load_recipes(get_assignment("fcn_segmentation").recipes), "cpu")
     short = dataclasses.replace(r, init="random", data=dataclasses.replace(r.data, max_side=64),
                                 config=dataclasses.replace(r.config, steps=2, batch_size=1,
                                                            crop_size=48, max_side=64))

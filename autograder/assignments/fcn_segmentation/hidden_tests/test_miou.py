@@ -1,11 +1,12 @@
 """mIoU tiers: train the student's FCN-8s with the grading recipe in the sandbox, score it HERE.
 
-The trusted side sends ``Recipe.to_dict()``, the training pairs and the test IMAGES only; the worker
-runs :func:`assignment_lib.recipe.train_and_predict` (the function calibration runs on the reference)
-and returns class-index maps; :func:`autograder.recipes.score_predictions` computes the mIoU against
-test labels the sandbox never saw. The threshold comes from the bundle's ``thresholds.json``; the
-grading job refused beforehand to run a tier whose weights or data differ from the calibration's
-(:func:`autograder.recipes.check_tier_ready`).
+The recipe is the bundle's (this package's ``recipes.toml``): the one whose ``test`` is this test at
+the run's tier. The trusted side sends ``Recipe.to_dict()``, the training pairs and the test IMAGES
+only; the worker runs :func:`assignment_lib.recipe.train_and_predict` (the function calibration runs
+on the reference) and returns class-index maps; :func:`autograder.recipes.score_predictions`
+computes the mIoU against test labels the sandbox never saw. The threshold is the recipe's record
+in the bundle's ``thresholds.json``; the grading job refused beforehand to run a tier whose recipe,
+weights or data differ from the calibration's (:func:`autograder.recipes.check_tier_ready`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from autograder import recipes as R
 
 def _run(submission, grading, tier, device):
     submission.require("fcn8s")
-    recipe = R.grading_recipe(tier)
-    table = json.loads(Path(grading["bundle"]["thresholds"]).read_text())
-    need = float(table[tier]["FCN8s"])
-    baseline = table.get("recipes", {}).get(recipe.name, {}).get("constant_predictor_mean_iou")
+    recipe = R.grading_recipe(R.load_recipes(grading["bundle"]["recipes"]), tier)
+    record = json.loads(Path(grading["bundle"]["thresholds"]).read_text())["recipes"][recipe.name]
+    need = float(record["threshold"])
+    baseline = record.get("constant_predictor_mean_iou")
     train, test = R.load_data(recipe.data, grading["settings"]["data_root"])
     vgg = None
     if recipe.init == "imagenet":
@@ -43,17 +44,7 @@ def _run(submission, grading, tier, device):
         miou = R.score_predictions(preds, test, recipe.config.n_classes)["mean_iou"]
     except ValueError as err:
         pytest.fail(str(err))
-    return miou, need, _credit(miou, need, baseline)
-
-
-def _credit(miou, need, baseline):
-    """Partial credit: 0 at the calibrated always-the-most-frequent-class mIoU, 1 at the threshold.
-
-    Scaling from 0 would hand a model that learned nothing most of the points, since a constant
-    predictor already scores a fraction of the threshold.
-    """
-    floor = float(baseline) if baseline is not None and float(baseline) < need else 0.0
-    return max(0.0, min(1.0, (miou - floor) / (need - floor)))
+    return miou, need, R.threshold_credit(miou, need, baseline)
 
 
 @pytest.mark.gpu
