@@ -7,7 +7,10 @@ Per assignment (default: every one, into ``OUT/<name>/``):
    look: the assignment's own ``demo.py`` names them (FCN: ``reference``, ``partly_wrong`` and
    ``broken``, see ``autograder/assignments/fcn_segmentation/demo.py``), else ``reference`` and
    ``unanswered`` (:class:`GenericStudents`);
-3. packs each with :func:`assignment_lib.submit.pack` into ``OUT/<name>/submissions/<student>.zip``;
+3. packs each with :func:`assignment_lib.submit.pack` into ``OUT/<name>/submissions/<student>.zip``
+   (the notebooks are filled in but never executed, to keep the demo short, so each zip records
+   submit's "not run" problems as a ``--force`` hand-in, and the summary lists every demo student
+   under ``handed in with submit --force``);
 4. grades them with ``--jobs 2`` on the real data (``CMP_FACADE_ROOT``, else
    ``../shared/datasets/cmp_facade`` next to the repository, else the bundled sample) and prints
    the score table and where every output is.
@@ -138,8 +141,8 @@ def demo_one(spec, out: Path, *, jobs: int, miou: str, timeout: float | None, pr
     here = out / spec.name
     zips = make_submissions(paths.release, spec, paths.expected_cells, here / "submissions")
     data_root = demo_data_root()
-    log(f"demo {spec.name}: {len(zips)} submissions in {here / 'submissions'}; grading with --jobs {jobs} "
-        f"on {data_root}")
+    log(f"demo {spec.name}: {len(zips)} submissions in {here / 'submissions'} (filled in, not executed: "
+        f"packed as submit --force hand-ins); grading with --jobs {jobs} on {data_root}")
     subs = find_submissions(zips, here / "graded" / ".work")
     settings = GradingSettings(miou=miou, data_root=str(data_root),
                                **({} if timeout is None else {"request_timeout": timeout}))
