@@ -27,19 +27,26 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def vgg16_imagenet(weights_path=None) -> nn.Module:
+def vgg16_imagenet(weights_path=None, *, download: bool = False) -> nn.Module:
     """torchvision's VGG-16 with ImageNet weights in its 13 convolutions (``model.features``).
 
     The file is found as :func:`assignment_lib.weights.find_vgg16_weights` says
-    (``$VGG16_WEIGHTS`` first). With the course's features-only file the ImageNet classifier
-    (``model.classifier``) keeps torchvision's random initialisation; a full torchvision file
-    loads it too. Either way the notebooks replace it.
+    (``$VGG16_WEIGHTS`` first, then the torch hub cache). With the course's features-only file the
+    ImageNet classifier (``model.classifier``) keeps torchvision's random initialisation; a full
+    torchvision file loads it too. Either way the notebooks replace it.
+
+    Args:
+        weights_path: a weights file; default: found as above.
+        download: when no file is found, download torchvision's (528 MB, checksum verified) into the
+            torch hub cache, as the notebooks do; off by default, so that an offline grader fails
+            at once with a message that says how to get the file.
 
     Raises:
         FileNotFoundError, WeightsError: see :func:`assignment_lib.weights.load_vgg16_state_dict`.
+        RuntimeError: ``download=True`` and the download failed.
     """
     model = torchvision.models.vgg16(weights=None)
-    state = load_vgg16_state_dict(weights_path)
+    state = load_vgg16_state_dict(weights_path, download=download)
     missing = model.load_state_dict(state, strict=False).missing_keys
     if any(k.startswith("features.") for k in missing):
         raise ValueError(f"the VGG-16 file lacks convolution weights: {missing}")

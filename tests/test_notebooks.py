@@ -5,6 +5,7 @@ run record and smoke banner are in the outputs."""
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,30 @@ SMOKE_BUDGET_S = 300
 
 def _read(repo_root, name):
     return nbformat.read(repo_root / "notebooks" / "fcn_segmentation" / name, as_version=4)
+
+
+#: Functions that load the ImageNet VGG-16 weights; the notebooks must let them download the file.
+WEIGHT_LOADERS = {"load_vgg16_state_dict", "vgg16_imagenet"}
+
+
+def test_every_source_notebook_downloads_missing_vgg16_weights(repo_root):
+    """A student with internet but without the weights file must get it downloaded (as the FCN
+    notebook always did), not a FileNotFoundError: every call that loads the weights in a source
+    notebook of any assignment passes ``download=True``."""
+    calls = 0
+    for path in sorted((repo_root / "notebooks").glob("*/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or not any(f in cell.source for f in WEIGHT_LOADERS):
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                name = getattr(node, "func", None)
+                name = getattr(name, "id", None) or getattr(name, "attr", None)
+                if isinstance(node, ast.Call) and name in WEIGHT_LOADERS:
+                    calls += 1
+                    download = {k.arg: k.value for k in node.keywords}.get("download")
+                    assert isinstance(download, ast.Constant) and download.value is True, (
+                        f"{path.relative_to(repo_root)}: {name}(...) without download=True in\n{cell.source}")
+    assert calls >= 3  # FCN, transfer_and_features, byol_and_aspp
 
 
 def check_metadata(nb, name: str, grade_ids: set[str]) -> None:
