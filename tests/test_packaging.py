@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -81,13 +82,17 @@ def test_both_packages_are_declared_and_the_student_one_never_imports_the_instru
 
 
 def _student_readmes(repo_root):
-    from autograder.assignment import get_assignment
+    """``{where: text}`` of every README a student reads: the README's student section and each
+    assignment's own bundle README (``student_README.md``)."""
+    from autograder.assignment import all_assignments
     from autograder.release import student_readme
 
     readme = (repo_root / "README.md").read_text()
     section = readme[readme.index("## For students"):readme.index("## For instructors")]
-    return {"bundle README": student_readme(get_assignment("fcn_segmentation")),
-            "README.md, For students": section}
+    own = {f"{a.name} bundle README": student_readme(a) for a in all_assignments()
+           if (Path(a.folder) / "student_README.md").exists()}
+    assert {"fcn_segmentation bundle README", "transfer_learning bundle README"} <= set(own)
+    return {**own, "README.md, For students": section}
 
 
 def test_student_install_commands_match_pyproject(pyproject, repo_root):
