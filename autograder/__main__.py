@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_grade_arguments(g)
     g.set_defaults(func=cmd_grade)
 
-    d = sub.add_parser("demo", help="release, make 3 sample submissions, grade them, print the scores")
+    d = sub.add_parser("demo", help="for each assignment (or --assignment NAME): release, make sample "
+                           "submissions, grade them, print the scores")
     d.add_argument("--out", default="grading_out/demo", help="output folder (default: grading_out/demo)")
     d.add_argument("--jobs", type=_positive_int, default=2)
     d.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none")
