@@ -9,6 +9,9 @@ bubblewrap. This writes, into ignored folders of the repository:
   in the original layout, so ``CMP_FACADE_ROOT`` can point at it;
 - ``vgg16_features_fp16.pth``: the features-only VGG-16 state dict in float16 (half the bytes;
   ``copy_vgg16_weights`` casts back to the model's float32), for ``VGG16_WEIGHTS``;
+- ``parts_counts.json``: the transfer_learning facade parts per class of the train and test splits,
+  cut from the FULL-resolution label maps (``{"train": [10 counts], "test": [...]}``): the shrunk
+  copy yields fewer parts, and ``benchmarks/bench_transfer_budget.py`` counts batches from these;
 - ``wheels/``: wheels (``--python-versions``, default 3.12 and this interpreter's) of what calibration,
   the benchmark and the hidden tests import beyond torch: nbformat, pytest, tqdm and their
   dependencies (``pip download --only-binary=:all: --no-deps``);
@@ -34,12 +37,14 @@ then on the GPU machine: see ``scripts/gpu_check.sh``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from make_sample import shrink_copy
 
 from assignment_lib.data import find_data_root
+from assignment_lib.facade_parts import N_PART_CLASSES, load_parts
 from assignment_lib.weights import load_vgg16_state_dict
 
 LIMIT = 60 * 2**20  # leave room for the repository itself under the 64 MiB a call carries
@@ -122,6 +128,10 @@ def main(argv=None) -> int:
     shrink_copy(src, args.out / "cmp_facade", ids, max_side=args.max_side, xml=False)
     if (src / "splits").is_dir():  # a partial set (the sample) carries its own split lists
         shutil.copytree(src / "splits", args.out / "cmp_facade" / "splits")
+
+    counts = {split: np.bincount(load_parts(split, src, verbose=False).labels, minlength=N_PART_CLASSES).tolist()
+              for split in ("train", "test")}
+    (args.out / "parts_counts.json").write_text(json.dumps(counts) + "\n")
 
     state = load_vgg16_state_dict(args.weights)
     half = {k: v for k, v in state.items() if k.startswith("features.")}

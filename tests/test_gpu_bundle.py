@@ -1,6 +1,7 @@
 """scripts/pack_gpu_bundle.py: the data and weights a GPU machine gets, small enough to carry."""
 
 import importlib.util
+import json
 
 import torch
 
@@ -25,6 +26,14 @@ def test_bundle_is_readable_data_and_half_precision_weights(tmp_path, sample_roo
     image, target = D.read_pair(root, D.split_ids("test", root)[0])
     assert max(image.shape[:2]) == 64 and image.shape[:2] == target.shape
     assert not list((root / "base").glob("*.xml"))  # annotations are not needed for training
+    # the part counts come from the full-resolution data, not from the shrunk copy
+    from assignment_lib.facade_parts import load_parts
+
+    counts = json.loads((out / "parts_counts.json").read_text())
+    for split in ("train", "test"):
+        labels = load_parts(split, sample_root, verbose=False).labels
+        assert counts[split] == [int((labels == c).sum()) for c in range(10)]
+    assert sum(counts["train"]) > len(load_parts("train", root, verbose=False).labels)  # what 64 px would give
 
     half = load_vgg16_state_dict(out / "vgg16_features_fp16.pth")
     full = torch.load(vgg16_features_path, map_location="cpu", weights_only=True)

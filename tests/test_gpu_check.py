@@ -43,11 +43,18 @@ def test_targets_verdicts(gc):
                                                    {"mean_iou": 0.57, "train_s": 55.0}]}}}
     figures = {"grading": {"reference": {"wall_s": 80.0}, "partly_wrong": {"wall_s": 70.0}},
                "fcn8s_share_of_matmul_peak_pct": 41.0}
-    assert [v for _, _, v in gc.targets(figures, doc, "gpu")] == ["met", "met", "met"]
+    figures["transfer_learning_budget"] = {"budget": "gpu", "total_s": 29 * 60.0,
+                                           "totals_s": {"transfer_and_features": 900.0, "byol_and_aspp": 840.0}}
+    assert [v for _, _, v in gc.targets(figures, doc, "gpu")] == ["met"] * 4
     doc["recipes"]["gpu_fcn8s"]["reference"][1]["train_s"] = 75.0
     figures["grading"]["reference"]["wall_s"] = 120.0
     figures["fcn8s_share_of_matmul_peak_pct"] = 20.0
-    assert [v.split(" (")[0] for _, _, v in gc.targets(figures, doc, "gpu")] == ["NOT met"] * 3
+    figures["transfer_learning_budget"]["total_s"] = (gc.TRANSFER_GPU_MINUTES + 1) * 60.0
+    rows = gc.targets(figures, doc, "gpu")
+    assert [v.split(" (")[0] for _, _, v in rows] == ["NOT met"] * 4
+    assert "transfer_and_features 15.0" in rows[3][1]
+    figures["transfer_learning_budget"]["budget"] = "smoke"  # the CPU practice decides nothing
+    assert gc.targets(figures, doc, "gpu")[3][2] == "-"
     rows = gc.targets({"grading": "not measured: the sandbox cannot start here",
                        "fcn8s_share_of_matmul_peak_pct": None}, {}, "gpu")
-    assert [v for _, _, v in rows] == ["-", "-", "-"] and "cannot start" in rows[1][1]
+    assert [v for _, _, v in rows] == ["-"] * 4 and "cannot start" in rows[1][1]
