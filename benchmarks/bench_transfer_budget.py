@@ -17,8 +17,8 @@ end (``benchmarks/bench_notebook.py``, cpu budget), compare the two to see how f
 use every part of a split from those numbers: a GPU machine gets the data shrunk to 512 px, where
 fewer components reach the minimum area. Seconds per batch do not depend on it.
 
-    python benchmarks/bench_transfer_budget.py --budget gpu           # on a GPU machine
-    python benchmarks/bench_transfer_budget.py --budget cpu --probe-batches 3
+    python benchmarks/bench_transfer_budget.py                        # this machine's budget
+    python benchmarks/bench_transfer_budget.py --budget gpu --device cuda --parts-counts FILE
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ def byol_and_aspp(assignment, probe: Probe, rows: list, counts: dict | None = No
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", choices=("gpu", "cpu", "smoke"), default="gpu")
+    ap.add_argument("--budget", choices=("gpu", "cpu", "smoke"), default=None,
+                    help="default: this machine's (gpu with CUDA, else cpu), as the notebooks pick it")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     ap.add_argument("--probe-batches", type=int, default=5, help="batches timed per run after a warm-up")
     ap.add_argument("--notebooks", nargs="+", default=["transfer_and_features", "byol_and_aspp"],
@@ -212,6 +213,10 @@ def main(argv=None) -> int:
                     help="JSON of the full data's part counts per class (see above)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and totals here")
     args = ap.parse_args(argv)
+    if args.budget is None:
+        from assignment_lib.config import detect_budget
+
+        args.budget = detect_budget()
     # The notebooks read their budget and device when their set-up cells run.
     os.environ["ASSIGNMENT_BUDGET"] = args.budget
     os.environ.setdefault("MPLBACKEND", "Agg")
