@@ -52,8 +52,9 @@ def add_grade_arguments(p: argparse.ArgumentParser) -> None:
                    help="submissions graded at once (threads, or LocalCluster workers)")
     p.add_argument("--gpus", type=_gpus, default=[], help="CUDA device ids for GPU tests, e.g. 0,1")
     p.add_argument("--force", action="store_true", help="regrade students whose results are up to date")
-    p.add_argument("--miou", choices=("none", "cpu", "gpu"), default=d.miou,
-                   help="trained-model mIoU test: none (default), cpu (short CPU training) or gpu")
+    p.add_argument("--tier", "--miou", dest="miou", choices=("none", "cpu", "gpu"), default=d.miou,
+                   help="the trained-model tests (FCN's mIoU, transfer_learning's probe): none (default), "
+                        "cpu (short CPU training) or gpu; as calibrate --tier (--miou: its first name)")
     p.add_argument("--timeout", type=float, default=d.request_timeout, metavar="S",
                    help=f"seconds per request to the sandboxed code (default {d.request_timeout:g})")
     p.add_argument("--data-root", default=d.data_root, metavar="DIR",
@@ -325,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "submissions, grade them, print the scores")
     d.add_argument("--out", default="grading_out/demo", help="output folder (default: grading_out/demo)")
     d.add_argument("--jobs", type=_positive_int, default=2)
-    d.add_argument("--miou", choices=("none", "cpu", "gpu"), default="none")
+    d.add_argument("--tier", "--miou", dest="miou", choices=("none", "cpu", "gpu"), default="none",
+                   help="trained-model tier, as for grade (default none)")
     d.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds per request to the sandboxed code (default 30: the broken student's "
                         "infinite loop is stopped after this)")

@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the zip to write, e.g. build/autograder.zip")
     p.add_argument("--assignment", default="",
                    help="the assignment to package (default: the only one in autograder/assignments)")
-    p.add_argument("--miou", choices=MIOU_TIERS, default=MIOU_TIERS[0],
-                   help="none (default) or cpu: the CPU mIoU tier, with a leaderboard entry "
-                        "(no gpu: Gradescope has no GPUs)")
+    p.add_argument("--tier", "--miou", dest="miou", choices=MIOU_TIERS, default=MIOU_TIERS[0],
+                   help="none (default) or cpu: the CPU trained-model tier, with a leaderboard entry "
+                        "(no gpu: Gradescope has no GPUs); --miou is its first name")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per request to the sandboxed code (default: the runner's)")
     p.add_argument("--submission-timeout", type=float, default=None, metavar="S",

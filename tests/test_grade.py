@@ -343,6 +343,19 @@ def test_cli_help_is_fast_and_lists_commands():
                           check=True).stdout.split() == ["False", "False", "False"]
 
 
+def test_tier_flag_has_two_spellings_and_one_setting():
+    """``--tier`` (as ``calibrate --tier``) and its first name ``--miou`` set the same field."""
+    from autograder.__main__ import build_parser
+
+    parser = build_parser()
+    for argv in (["grade", "s.zip", "--out", "o"], ["demo"]):
+        assert parser.parse_args(argv).miou == "none"
+        assert parser.parse_args([*argv, "--tier", "cpu"]).miou == "cpu"
+        assert parser.parse_args([*argv, "--miou", "gpu"]).miou == "gpu"
+        with pytest.raises(SystemExit):
+            parser.parse_args([*argv, "--tier", "tpu"])
+
+
 def test_failure_result_keeps_rubric_and_scores_zero():
     tmpl = [TestResult("t1", "p", 3.0, 3.0, "passed"), TestResult("t2", "p", 0.0, 1.0, "not_run")]
     r = job.failure_result("zed", "why not", tmpl)
