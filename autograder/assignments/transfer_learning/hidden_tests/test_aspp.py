@@ -48,7 +48,11 @@ def _build(submission, handle, in_channels, out_channels, rates):
 def test_aspp_output_shapes(submission, partial):
     problems, total = [], 0
     for i, (cin, cout, rates) in enumerate(CONFIGS):
-        _build(submission, f"aspp_shape{i}", cin, cout, rates)
+        summary = _build(submission, f"aspp_shape{i}", cin, cout, rates)
+        dilations = [m["attrs"].get("dilation") for m in summary.get("modules", []) if m.get("type") == "Conv2d"]
+        if not any(d and max(d) > 1 for d in dilations):  # e.g. one 1x1 conv: right shapes, no pyramid
+            pytest.fail(f"ASPP({cin}, {cout}, rates={rates}) has no atrous (dilated) convolution: the "
+                        "output shapes only count once the 3x3 branches with dilation = rate exist")
         outs = submission.forward_handle(f"aspp_shape{i}", _inputs())
         for shape, out in zip(SHAPES, outs):
             total += 1

@@ -85,6 +85,11 @@ def test_byol_loss_gradient_wrt_p(submission, reference, partial):
 def test_byol_loss_stop_gradient(submission):
     p, z = _loss_cases()[0]
     r = _call_loss(submission, p, z)
+    gp = r.get("grads", {}).get(0)
+    # a loss that ignores its inputs (a constant) stops every gradient: nothing to credit
+    assert gp is not None and gp.abs().max().item() > 0, (
+        "no gradient reached p: the loss must depend on the online prediction p (only z, the "
+        "target's projection, is detached)")
     g = r.get("grads", {}).get(1)
     assert g is None or g.abs().max().item() == 0, (
         "a gradient reached z: the target network's projection is a constant for the loss "
@@ -138,7 +143,19 @@ def test_ema_update_exact(submission, partial):
     assert not problems, "\n".join(problems)
 
 
+def _require_a_moving_target(submission, name, before_t, tau):
+    """Fail unless the call just made moved the target: an ema_update that changes nothing keeps
+    the target for tau = 1 and leaves the online network alone trivially, which earns nothing."""
+    after = submission.state(f"{name}_target")
+    if all(torch.equal(a, b) for (_, a, _), (_, b, _) in zip(before_t, after)):
+        pytest.fail(f"ema_update(target, online, tau={tau}) left the target unchanged: move it in place, "
+                    "xi <- tau * xi + (1 - tau) * theta (this test only counts once it does)")
+
+
 def test_ema_update_tau_one_keeps_the_target(submission):
+    moving, _ = _ema_pair(submission, "ema_half", "torch.nn.Bilinear", 3, 4, 5)
+    _ema(submission, "ema_half", 0.5)
+    _require_a_moving_target(submission, "ema_half", moving, 0.5)
     before_t, _ = _ema_pair(submission, "ema_one", "torch.nn.Bilinear", 3, 4, 5)
     _ema(submission, "ema_one", 1.0)
     after = submission.state("ema_one_target")
@@ -148,8 +165,9 @@ def test_ema_update_tau_one_keeps_the_target(submission):
 
 
 def test_ema_update_leaves_the_online_network(submission):
-    _, before_o = _ema_pair(submission, "ema_on", "torch.nn.Conv2d", 3, 4, 3)
+    before_t, before_o = _ema_pair(submission, "ema_on", "torch.nn.Conv2d", 3, 4, 3)
     _ema(submission, "ema_on", 0.7)
+    _require_a_moving_target(submission, "ema_on", before_t, 0.7)
     after = submission.state("ema_on_online")
     changed = [n for (n, a, _), (_, b, _) in zip(before_o, after) if not torch.equal(a, b)]
     assert not changed, (f"ema_update changed the ONLINE network ({changed}): only the target moves; "

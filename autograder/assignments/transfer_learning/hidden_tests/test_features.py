@@ -37,7 +37,19 @@ def _features(submission, handle, images, **kw):
         pytest.fail(f"extract_features(model, images) failed: {err}")
 
 
+def _require_model_features(submission):
+    """Fail unless extract_features runs the model: a function that returns the same row for every
+    image (e.g. zeros) is trivially deterministic, graph-free and mode-preserving, which earns nothing."""
+    _model(submission, "runs_model", train=False)
+    value = _features(submission, "runs_model", _images(5)[:4])["value"]
+    if isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) > 1 and all(
+            torch.equal(value[0], row) for row in value[1:]):
+        pytest.fail("extract_features returned the same features for four different images: run "
+                    "the model on the images (this test only counts once the features come from it)")
+
+
 def test_features_shape(submission, partial):
+    _require_model_features(submission)
     _model(submission, "shape")
     r = _features(submission, "shape", _images())
     value = r["value"]
@@ -52,6 +64,7 @@ def test_features_shape(submission, partial):
 
 
 def test_features_deterministic_dropout_off(submission):
+    _require_model_features(submission)
     _model(submission, "determinism", train=True)
     images = _images()
     first = _features(submission, "determinism", images)["value"]
@@ -62,6 +75,7 @@ def test_features_deterministic_dropout_off(submission):
 
 
 def test_features_restore_mode(submission, partial):
+    _require_model_features(submission)
     results = []
     for train in (True, False):
         _model(submission, f"mode_{train}", train=train)
@@ -78,6 +92,7 @@ def test_features_restore_mode(submission, partial):
 
 
 def test_features_no_autograd_graph(submission):
+    _require_model_features(submission)
     _model(submission, "graph")
     r = _features(submission, "graph", _images(), grad=[1])
     assert not r.get("requires_grad", False) and r["grads"].get(1) is None, (
