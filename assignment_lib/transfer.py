@@ -27,7 +27,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def vgg16_imagenet(weights_path=None, *, download: bool = False) -> nn.Module:
+def vgg16_imagenet(weights_path=None, *, state_dict: dict | None = None, download: bool = False) -> nn.Module:
     """torchvision's VGG-16 with ImageNet weights in its 13 convolutions (``model.features``).
 
     The file is found as :func:`assignment_lib.weights.find_vgg16_weights` says
@@ -37,6 +37,8 @@ def vgg16_imagenet(weights_path=None, *, download: bool = False) -> nn.Module:
 
     Args:
         weights_path: a weights file; default: found as above.
+        state_dict: VGG-16 weights already loaded (:func:`assignment_lib.weights.load_vgg16_state_dict`);
+            used instead of a file when given.
         download: when no file is found, download torchvision's (528 MB, checksum verified) into the
             torch hub cache, as the notebooks do; off by default, so that an offline grader fails
             at once with a message that says how to get the file.
@@ -44,12 +46,13 @@ def vgg16_imagenet(weights_path=None, *, download: bool = False) -> nn.Module:
     Raises:
         FileNotFoundError, WeightsError: see :func:`assignment_lib.weights.load_vgg16_state_dict`.
         RuntimeError: ``download=True`` and the download failed.
+        ValueError: the weights lack some convolution (named).
     """
     model = torchvision.models.vgg16(weights=None)
-    state = load_vgg16_state_dict(weights_path, download=download)
+    state = state_dict if state_dict is not None else load_vgg16_state_dict(weights_path, download=download)
     missing = model.load_state_dict(state, strict=False).missing_keys
     if any(k.startswith("features.") for k in missing):
-        raise ValueError(f"the VGG-16 file lacks convolution weights: {missing}")
+        raise ValueError(f"the VGG-16 weights lack convolution weights: {missing[:4]}")
     return model
 
 

@@ -162,7 +162,7 @@ def run_probe(spec: PartsSpec, config, replace_head, set_trainable, seed: int, *
     """
     import torchvision
 
-    from assignment_lib.transfer import ClassifierConfig, probe_predictions
+    from assignment_lib.transfer import ClassifierConfig, probe_predictions, vgg16_imagenet
 
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -172,12 +172,9 @@ def run_probe(spec: PartsSpec, config, replace_head, set_trainable, seed: int, *
     config = dataclasses.replace(config, seed=seed)
     (x, y), (x_eval, y_eval) = data
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = torchvision.models.vgg16(weights=None)
-    if init == "imagenet":
-        missing = model.load_state_dict(vgg16_state_dict, strict=False).missing_keys
-        if any(k.startswith("features.") for k in missing):
-            raise ValueError(f"the VGG-16 state dict lacks convolution weights: {missing[:4]}")
+    torch.manual_seed(seed)  # both builds draw torchvision's initialisation the same way
+    model = (vgg16_imagenet(state_dict=vgg16_state_dict) if init == "imagenet"
+             else torchvision.models.vgg16(weights=None))
     model = replace_head(model, N_PART_CLASSES)
     set_trainable(model, "feature_extractor")
     pred = probe_predictions(model, (x, y), x_eval, config, device=device)
