@@ -12,14 +12,15 @@ from autograder.notebook import cells_by_grade_id
 FCN = get_assignment("fcn_segmentation")
 
 
-def build_submission(dest: Path, edits: dict) -> dict[str, Path]:
-    """Write both notebooks to ``dest``; ``edits[grade_id]`` is either a new cell source (str) or a
-    list of ``(old, new)`` replacements applied to the source notebook's solution text (each
-    ``old`` must occur, so a stale edit fails loudly)."""
+def build_submission(dest: Path, edits: dict, assignment=FCN) -> dict[str, Path]:
+    """Write every notebook of ``assignment`` (default FCN) to ``dest``; ``edits[grade_id]`` is
+    either a new cell source (str) or a list of ``(old, new)`` replacements applied to the source
+    notebook's solution text (each ``old`` must occur, so a stale edit fails loudly)."""
     dest.mkdir(parents=True, exist_ok=True)
-    nbs = {name: nbformat.read(Path(FCN.source_dir) / name, as_version=4) for name in FCN.notebook_files}
+    nbs = {name: nbformat.read(Path(assignment.source_dir) / name, as_version=4)
+           for name in assignment.notebook_files}
     for gid, edit in edits.items():
-        cell = cells_by_grade_id(nbs[FCN.cell_notebook[gid]])[gid]
+        cell = cells_by_grade_id(nbs[assignment.cell_notebook[gid]])[gid]
         if isinstance(edit, str):
             cell.source = edit
         else:

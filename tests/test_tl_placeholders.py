@@ -10,13 +10,10 @@ real job, both notebooks, one run.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
+from _submissions import build_submission
 
 from autograder.assignment import get_assignment
-from autograder.notebook import cells_by_grade_id
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +40,8 @@ def test_placeholder_answers_score_zero_in_every_part(tmp_path):
     from autograder.job import GradeJob, grade_job
     from autograder.settings import GradingSettings
 
-    notebooks = {}
-    for name in TL.notebook_files:
-        nb = nbformat.read(Path(TL.source_dir) / name, as_version=4)
-        for gid, cell in cells_by_grade_id(nb).items():
-            if gid in PLACEHOLDERS:
-                cell.source = PLACEHOLDERS[gid]
-        notebooks[name] = nbformat.writes(nb).encode()
     assert set(PLACEHOLDERS) <= set(TL.answer_cells)
+    notebooks = {n: p.read_bytes() for n, p in build_submission(tmp_path / "sub", PLACEHOLDERS, TL).items()}
     settings = GradingSettings(scratch_root=str(tmp_path / "grading"), threads=2)
     result = grade_job(GradeJob("placeholders", notebooks, settings, bundle=Bundle.of(TL)))
     graded = [t for t in result.tests if t.part in PLACEHOLDERS]
